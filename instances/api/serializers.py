@@ -1,0 +1,102 @@
+"""Shapes of the instance API: input validation and camelCase output."""
+import math
+
+from django.conf import settings
+from rest_framework import serializers
+
+from ..models import Instance
+from ..selectors import instance_currents
+
+MAX_SECONDS = settings.SMARTSOCKET_MAX_TIMEOUT_MS / 1000
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that rejects NaN and infinity."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("A finite number is required.")
+        return value
+
+
+class SocketArgSerializer(serializers.Serializer):
+    socket = serializers.SlugField(required=False, max_length=64, help_text="Socket name; the default socket when absent.")
+
+
+class StartInputSerializer(SocketArgSerializer):
+    emergencyStopTimeout = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.SMARTSOCKET_MAX_TIMEOUT_MS,
+        help_text="Milliseconds after which the service stops the instance unless it is stopped or renewed first.",
+    )
+
+
+class InstanceIdSerializer(serializers.Serializer):
+    instanceId = serializers.CharField(required=False, max_length=64)
+
+
+class WaitInputSerializer(serializers.Serializer):
+    duration = FiniteFloatField(min_value=0, max_value=MAX_SECONDS, help_text="Seconds to wait before the callback.")
+
+
+class StartWaitStopInputSerializer(StartInputSerializer):
+    duration = FiniteFloatField(min_value=0, max_value=MAX_SECONDS, help_text="Seconds between start and stop.")
+
+
+class DownloadInputSerializer(SocketArgSerializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    format = serializers.ChoiceField(choices=["json", "csv"], required=False, default="json")
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    socket = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    energy = serializers.JSONField(source="energy_at_start")
+    amperagePerSecond = serializers.SerializerMethodField()
+    emergencyStopTimeout = serializers.IntegerField(source="emergency_stop_timeout_ms")
+    startTimestamp = serializers.DateTimeField(source="started_at")
+    stopTimestamp = serializers.DateTimeField(source="stopped_at")
+    powerOnTimestamp = serializers.DateTimeField(source="power_on_at")
+    powerOffTimestamp = serializers.DateTimeField(source="power_off_at")
+    isEmergencyStopped = serializers.BooleanField(source="is_emergency_stopped")
+    isManuallyStopped = serializers.BooleanField(source="is_manually_stopped")
+    isRunning = serializers.BooleanField(source="is_running")
+    stopReason = serializers.CharField(source="stop_reason", allow_null=True)
+    deadline = serializers.DateTimeField(source="deadline_at")
+    energyConsumedWh = serializers.FloatField(source="energy_consumed_wh")
+    triggeredPowerOn = serializers.BooleanField(source="triggered_power_on")
+    triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
+    label = serializers.CharField(source="client_label")
+    instanceUrl = serializers.CharField(source="client_instance_url")
+
+    class Meta:
+        model = Instance
+        fields = [
+            "id", "socket", "energy", "amperagePerSecond", "emergencyStopTimeout", "startTimestamp",
+            "stopTimestamp", "powerOnTimestamp", "powerOffTimestamp", "isEmergencyStopped",
+            "isManuallyStopped", "isRunning", "stopReason", "deadline", "energyConsumedWh",
+            "triggeredPowerOn", "triggeredPowerOff", "label", "instanceUrl",
+        ]
+        read_only_fields = fields
+
+    def get_amperagePerSecond(self, instance: Instance) -> list[float]:
+        return instance_currents(instance=instance)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["stopReason"] = data["stopReason"] or None
+        return data
+
+
+class StartOutputSerializer(serializers.Serializer):
+    triggeredPowerOn = serializers.BooleanField(source="triggered_power_on")
+    instance = InstanceSerializer()
+
+
+class StopOutputSerializer(serializers.Serializer):
+    triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
+    instance = InstanceSerializer()
+
+
+class InstanceOutputSerializer(serializers.Serializer):
+    instance = InstanceSerializer(source="*")

@@ -1,0 +1,159 @@
+"""Thin HTTP views: validate arguments, call one service, render the result."""
+from datetime import timedelta
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from smartsocket_site.api import request_params
+from sockets.selectors import socket_get
+
+from .. import reports
+from ..exceptions import InstanceIdMissing
+from ..models import CallbackKind
+from ..selectors import instance_get, instance_list, server_status
+from ..services import (
+    callback_schedule,
+    emergency_stop,
+    instance_delete,
+    instance_start,
+    instance_start_wait_stop,
+    instance_stop,
+    recover,
+)
+from .serializers import (
+    DownloadInputSerializer,
+    InstanceIdSerializer,
+    InstanceOutputSerializer,
+    InstanceSerializer,
+    SocketArgSerializer,
+    StartInputSerializer,
+    StartOutputSerializer,
+    StartWaitStopInputSerializer,
+    StopOutputSerializer,
+    WaitInputSerializer,
+)
+
+CLIENT_HEADERS = {"instance_url": "CPEE-INSTANCE-URL", "instance_uuid": "CPEE-INSTANCE-UUID", "activity": "CPEE-ACTIVITY", "label": "CPEE-LABEL"}
+INSTANCE_ID = OpenApiParameter("instanceId", str, description="The instance id; CPEE sends it as an argument and `:instanceId` in the path.")
+
+
+def validated(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    serializer = serializer_class(data=request_params(request))
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def client_of(request: Request) -> dict[str, str]:
+    """Who is calling, as CPEE tells it in its headers."""
+    return {key: request.headers.get(header, "")[:500] for key, header in CLIENT_HEADERS.items()}
+
+
+def instance_id_of(request: Request, pk: str | None) -> str | None:
+    """The id from the path, unless it is CPEE's literal `:instanceId`; else from the arguments."""
+    if pk and not pk.startswith(":"):
+        return pk
+    return validated(InstanceIdSerializer, request).get("instanceId")
+
+
+def required_instance_id(request: Request, pk: str | None) -> str:
+    instance_id = instance_id_of(request, pk)
+    if instance_id is None:
+        raise InstanceIdMissing()
+    return instance_id
+
+
+def callback_headers(request: Request) -> list[tuple[str, str]]:
+    """Every `*-callback` header holding an http(s) URL, as (header name, URL)."""
+    return [
+        (key[5:].replace("_", "-"), value)
+        for key, value in request.META.items()
+        if key.startswith("HTTP_") and key.endswith("_CALLBACK") and value.startswith(("http://", "https://"))
+    ]
+
+
+def echo_callbacks(response: Response, callbacks: list[tuple[str, str]]) -> Response:
+    for header, _url in callbacks:
+        response[header] = "true"
+    return response
+
+
+class InstanceViewSet(viewsets.GenericViewSet):
+    """Start, read, stop and delete instances (the seed's `/api/instance`)."""
+
+    serializer_class = InstanceSerializer
+
+    @extend_schema(request=StartInputSerializer, responses=StartOutputSerializer)
+    def create(self, request: Request) -> Response:
+        args = validated(StartInputSerializer, request)
+        result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request))
+        return Response(StartOutputSerializer(result).data)
+
+    @extend_schema(parameters=[INSTANCE_ID], responses=InstanceOutputSerializer)
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        instance_id = instance_id_of(request, pk)
+        if instance_id is None:
+            return Response({"instances": InstanceSerializer(instance_list(), many=True).data})
+        return Response(InstanceOutputSerializer(instance_get(instance_id=instance_id)).data)
+
+    @extend_schema(parameters=[INSTANCE_ID], request=None, responses=StopOutputSerializer)
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        instance_id = required_instance_id(request, pk)
+        return Response(StopOutputSerializer(instance_stop(instance_id=instance_id)).data)
+
+    @extend_schema(parameters=[INSTANCE_ID], responses=StopOutputSerializer)
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        instance_id = required_instance_id(request, pk)
+        return Response(StopOutputSerializer(instance_delete(instance_id=instance_id)).data)
+
+
+class ServerViewSet(viewsets.GenericViewSet):
+    """Socket-wide calls of the seed: wait, emergency stop, recover, status, download, start-wait-stop."""
+
+    serializer_class = SocketArgSerializer
+
+    @extend_schema(parameters=[WaitInputSerializer], responses={200: {"type": "object", "properties": {"waiting": {"type": "boolean"}}}})
+    def wait(self, request: Request) -> Response:
+        args = validated(WaitInputSerializer, request)
+        callbacks = callback_headers(request)
+        callback_schedule(kind=CallbackKind.WAIT, urls=callbacks, due_at=timezone.now() + timedelta(seconds=args["duration"]), payload={"waiting": False})
+        return echo_callbacks(Response({"waiting": True}), callbacks)
+
+    @extend_schema(parameters=[INSTANCE_ID], request=SocketArgSerializer)
+    def emergency_stop(self, request: Request, pk: str | None = None) -> Response:
+        instance_id = instance_id_of(request, pk)
+        args = validated(SocketArgSerializer, request)
+        if instance_id is not None:
+            socket = instance_get(instance_id=instance_id).socket if "socket" not in args else socket_get(name=args["socket"])
+        else:
+            socket = socket_get(name=args.get("socket"))
+        result = emergency_stop(socket=socket, triggered_by=instance_id)
+        return Response({"message": f"socket {socket.name} emergency-stopped", "stoppedInstances": result.stopped_instances, "instanceId": instance_id})
+
+    @extend_schema(request=SocketArgSerializer)
+    def recover(self, request: Request) -> Response:
+        socket = recover(socket=socket_get(name=validated(SocketArgSerializer, request).get("socket")))
+        return Response({"message": f"socket {socket.name} recovered"})
+
+    @extend_schema(parameters=[SocketArgSerializer])
+    def status(self, request: Request) -> Response:
+        return Response(server_status(socket=socket_get(name=validated(SocketArgSerializer, request).get("socket"))))
+
+    @extend_schema(parameters=[DownloadInputSerializer], responses={(200, "application/json"): bytes, (200, "text/csv"): bytes})
+    def download(self, request: Request) -> StreamingHttpResponse:
+        args = validated(DownloadInputSerializer, request)
+        socket = socket_get(name=args["socket"]) if "socket" in args else None
+        return reports.download_response(socket=socket, since=args.get("since"), until=args.get("until"), fmt=args["format"])
+
+    @extend_schema(request=StartWaitStopInputSerializer, responses=InstanceOutputSerializer)
+    def start_wait_stop(self, request: Request) -> Response:
+        args = validated(StartWaitStopInputSerializer, request)
+        callbacks = callback_headers(request)
+        result = instance_start_wait_stop(
+            socket=socket_get(name=args.get("socket")), duration_s=args["duration"],
+            timeout_ms=args.get("emergencyStopTimeout"), callback_urls=callbacks, client=client_of(request),
+        )
+        return echo_callbacks(Response(InstanceOutputSerializer(result.instance).data), callbacks)

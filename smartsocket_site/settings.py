@@ -1,0 +1,141 @@
+"""Django settings: every knob comes from the environment, with safe embedded defaults."""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("SMARTSOCKET_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, "") or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "")
+    if value not in ("", "True", "False"):
+        raise ImproperlyConfigured(f"{name}={value!r}: use True or False")
+    return default if value == "" else value == "True"
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return default if value == "" else float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r}: not a number") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name, "")
+    return default if value == "" else [item.strip() for item in value.split(",") if item.strip()]
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "sockets",
+    "instances",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# CPEE strips trailing slashes and fails on redirects: routes match both forms instead.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "smartsocket_site.urls"
+WSGI_APPLICATION = "smartsocket_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+SQLITE_PATH = VAR_DIR / "db.sqlite3"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE: every atomic() takes the write lock at BEGIN, so per-socket decisions
+    # serialize on SQLite as select_for_update() does on PostgreSQL.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # A file test DB: the in-memory one cannot be shared by threads with IMMEDIATE locking.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TZ_NAME", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "smartsocket_site.api.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Smart Socket Service API",
+    "DESCRIPTION": "Share smart plugs safely between lab-automation processes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Devices
+SMARTSOCKET_DEVICE_CONNECT_TIMEOUT = env_float("SMARTSOCKET_DEVICE_CONNECT_TIMEOUT", 2.0)
+SMARTSOCKET_DEVICE_READ_TIMEOUT = env_float("SMARTSOCKET_DEVICE_READ_TIMEOUT", 3.0)
+SMARTSOCKET_SIMULATOR_PORT = int(env_float("SMARTSOCKET_SIMULATOR_PORT", 8765))
+SMARTSOCKET_DEFAULT_SOCKET_NAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_NAME", "default")
+SMARTSOCKET_DEFAULT_SOCKET_DRIVER = env_str("SMARTSOCKET_DEFAULT_SOCKET_DRIVER", "tasmota_http")
+SMARTSOCKET_DEFAULT_SOCKET_ADDRESS = env_str(
+    "SMARTSOCKET_DEFAULT_SOCKET_ADDRESS", f"http://127.0.0.1:{SMARTSOCKET_SIMULATOR_PORT}"
+)
+SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNAME", "")
+SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
+# Upper bound for emergencyStopTimeout (ms) and wait durations (s): 7 days.
+SMARTSOCKET_MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

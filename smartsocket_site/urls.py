@@ -1,0 +1,39 @@
+"""Routes. Every API route answers with and without a trailing slash, never redirecting (CPEE)."""
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from instances.api.views import InstanceViewSet, ServerViewSet
+from sockets.api.views import SocketViewSet
+
+handler400 = "smartsocket_site.api.json_bad_request"
+handler403 = "smartsocket_site.api.json_forbidden"
+handler404 = "smartsocket_site.api.json_not_found"
+handler500 = "smartsocket_site.api.json_server_error"
+
+INSTANCE = {"get": "retrieve", "put": "update", "delete": "destroy"}
+
+
+def api(route: str, view, name: str) -> list:
+    """`/api/<route>` and `/api/<route>/`, the same view."""
+    return [path(f"api/{route}", view, name=name), path(f"api/{route}/", view)]
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    *api("instance", InstanceViewSet.as_view({"post": "create", **INSTANCE}), "instance"),
+    *api("instance/<str:pk>", InstanceViewSet.as_view(INSTANCE), "instance-detail"),
+    *api("wait", ServerViewSet.as_view({"get": "wait"}), "wait"),
+    *api("emergency-stop", ServerViewSet.as_view({"post": "emergency_stop"}), "emergency-stop"),
+    *api("emergency-stop/<str:pk>", ServerViewSet.as_view({"post": "emergency_stop"}), "emergency-stop-instance"),
+    *api("recover", ServerViewSet.as_view({"put": "recover"}), "recover"),
+    *api("server/status", ServerViewSet.as_view({"get": "status"}), "server-status"),
+    *api("download", ServerViewSet.as_view({"get": "download"}), "download"),
+    *api("start-wait-stop", ServerViewSet.as_view({"post": "start_wait_stop"}), "start-wait-stop"),
+    *api("sockets", SocketViewSet.as_view({"get": "list"}), "socket-list"),
+    *api("sockets/<slug:name>", SocketViewSet.as_view({"get": "retrieve"}), "socket-detail"),
+    *api("sockets/<slug:name>/power-periods", SocketViewSet.as_view({"get": "power_periods"}), "socket-power-periods"),
+    *api("sockets/<slug:name>/samples", SocketViewSet.as_view({"get": "samples"}), "socket-samples"),
+    *api("schema", SpectacularAPIView.as_view(), "schema"),
+    *api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
+]

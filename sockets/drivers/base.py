@@ -1,0 +1,55 @@
+"""The driver interface: what the service needs from a plug, and the faults it may raise."""
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class DeviceError(Exception):
+    """The device did not do what was asked; callers must handle it."""
+
+
+class DeviceUnreachable(DeviceError):
+    """Timeout, refused connection, DNS failure."""
+
+
+class DeviceProtocolError(DeviceError):
+    """HTTP error status, bad JSON, missing keys, a command the device rejected."""
+
+
+class DeviceAuthError(DeviceProtocolError):
+    """The device refused our credentials."""
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """One energy-meter reading, normalised to W, V, A and kWh."""
+
+    power_w: float
+    apparent_power_va: float
+    reactive_power_var: float
+    power_factor: float
+    voltage_v: float
+    current_a: float
+    today_kwh: float
+    total_kwh: float
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device says about itself."""
+
+    name: str
+    firmware: str
+    hostname: str
+    mac: str
+
+
+class SocketDriver(Protocol):
+    """What every plug driver offers; each method raises DeviceError on any fault."""
+
+    def get_power(self) -> bool: ...
+
+    def set_power(self, on: bool) -> bool: ...  # the state the device reports afterwards
+
+    def read_energy(self) -> EnergyReading: ...
+
+    def device_info(self) -> DeviceInfo: ...

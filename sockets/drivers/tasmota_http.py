@@ -1,0 +1,100 @@
+"""Tasmota over HTTP (`GET /cm?cmnd=...`), as described in docs/device-protocols.md."""
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceUnreachable, EnergyReading
+
+# One pooled session per process. Only connection failures are retried (once): a retry
+# after a read timeout would double the time a dead plug holds the socket lock.
+_session = requests.Session()
+_session.mount("http://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
+_session.mount("https://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
+
+
+class TasmotaHttpDriver:
+    """Drives one Tasmota plug through its HTTP command API."""
+
+    def __init__(self, *, address: str, username: str = "", password: str = "", timeout: tuple[float, float] = (2.0, 3.0)):
+        self.address = address.rstrip("/") if "://" in address else f"http://{address.rstrip('/')}"
+        self.auth = (username or "admin", password) if password else None
+        self.timeout = timeout
+
+    def get_power(self) -> bool:
+        """Read the relay state."""
+        return _parse_power(self._command("Power"))
+
+    def set_power(self, on: bool) -> bool:
+        """Switch the relay and return the state the device reports."""
+        return _parse_power(self._command("Power On" if on else "Power Off"))
+
+    def read_energy(self) -> EnergyReading:
+        """Read the energy meter (`Status 10`)."""
+        answer = self._command("Status 10")
+        try:
+            energy = answer["StatusSNS"]["ENERGY"]
+            return EnergyReading(
+                power_w=float(energy["Power"]),
+                apparent_power_va=float(energy.get("ApparentPower", 0)),
+                reactive_power_var=float(energy.get("ReactivePower", 0)),
+                power_factor=float(energy.get("Factor", 0)),
+                voltage_v=float(energy["Voltage"]),
+                current_a=float(energy["Current"]),
+                today_kwh=float(energy["Today"]),
+                total_kwh=float(energy["Total"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeviceProtocolError(f"unexpected energy answer: {str(answer)[:200]}") from exc
+
+    def device_info(self) -> DeviceInfo:
+        """Read name, firmware and network identity (`Status 0`)."""
+        answer = self._command("Status 0")
+        try:
+            net = answer.get("StatusNET", {})
+            return DeviceInfo(
+                name=str(answer["Status"].get("DeviceName", "")),
+                firmware=str(answer.get("StatusFWR", {}).get("Version", "")),
+                hostname=str(net.get("Hostname", "")),
+                mac=str(net.get("Mac", "")),
+            )
+        except (KeyError, AttributeError) as exc:
+            raise DeviceProtocolError(f"unexpected status answer: {str(answer)[:200]}") from exc
+
+    def _command(self, cmnd: str) -> dict:
+        """Send one console command and return the device's JSON answer."""
+        try:
+            response = _session.get(
+                f"{self.address}/cm",
+                params={"cmnd": cmnd},
+                # Tasmota 15.5+ closes the connection on /cm without a matching Referer.
+                headers={"Referer": f"{self.address}/"},
+                auth=self.auth,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise DeviceUnreachable(f"{self.address}: {type(exc).__name__}") from exc
+        except requests.RequestException as exc:
+            raise DeviceProtocolError(f"{self.address}: {exc}") from exc
+        if response.status_code == 401:
+            raise DeviceAuthError(f"{self.address}: credentials refused")
+        if response.status_code != 200:
+            raise DeviceProtocolError(f"{self.address}: HTTP {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise DeviceProtocolError(f"{self.address}: answer is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise DeviceProtocolError(f"{self.address}: answer is not a JSON object")
+        if "WARNING" in answer:  # old firmware answers auth failures with 200
+            raise DeviceAuthError(f"{self.address}: {answer['WARNING']}")
+        if answer.get("Command") in ("Unknown", "Error"):
+            raise DeviceProtocolError(f"{self.address}: command {cmnd!r} rejected")
+        return answer
+
+
+def _parse_power(answer: dict) -> bool:
+    value = answer.get("POWER", answer.get("POWER1"))
+    if value not in ("ON", "OFF"):
+        raise DeviceProtocolError(f"no POWER in answer: {str(answer)[:200]}")
+    return value == "ON"

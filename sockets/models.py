@@ -1,0 +1,99 @@
+"""Devices and their history: Socket, PowerPeriod, EnergySample."""
+from django.db import models
+from django.db.models import F, Q
+
+
+class PowerState(models.TextChoices):
+    ON = "ON"
+    OFF = "OFF"
+    UNKNOWN = "UNKNOWN"
+
+
+class Socket(models.Model):
+    """One physical plug; its row lock serializes every decision about it."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    driver = models.CharField(max_length=32, default="tasmota_http")
+    address = models.CharField(max_length=255, help_text="Base URL or host of the device.")
+    username = models.CharField(max_length=64, blank=True)
+    password = models.CharField(max_length=128, blank=True)
+    device_name = models.CharField(max_length=128, blank=True)
+    # What the database says the relay must be; reconcile drives the device there.
+    desired_power = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.OFF)
+    desired_by = models.CharField(max_length=64, blank=True, help_text="Who the pending power change is for.")
+    desired_cause = models.CharField(max_length=16, blank=True)
+    observed_power = models.CharField(max_length=8, choices=PowerState.choices, default=PowerState.UNKNOWN)
+    is_online = models.BooleanField(default=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    is_emergency_stopped = models.BooleanField(default=False)
+    emergency_stopped_at = models.DateTimeField(null=True, blank=True)
+    emergency_stopped_by = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PowerCause(models.TextChoices):
+    """Why the relay changed state."""
+
+    REQUESTED = "requested"  # an instance start or stop asked for it
+    TIMEOUT = "timeout"
+    EMERGENCY = "emergency"
+    MANUAL = "manual"  # switched on the device itself
+    DELETED = "deleted"
+    RECONCILE = "reconcile"
+
+
+class PowerPeriod(models.Model):
+    """One ON…OFF span of a socket (the seed's `powerStatus` entry)."""
+
+    socket = models.ForeignKey(Socket, on_delete=models.PROTECT, related_name="power_periods")
+    power_on_at = models.DateTimeField()
+    power_on_by = models.CharField(max_length=64, help_text="Instance id, <manual> or <unknown>.")
+    power_on_cause = models.CharField(max_length=16, choices=PowerCause.choices)
+    power_off_at = models.DateTimeField(null=True, blank=True)
+    power_off_by = models.CharField(max_length=64, blank=True, help_text="Instance id, <timeout>, <emergency>, <manual>.")
+    power_off_cause = models.CharField(max_length=16, choices=PowerCause.choices, blank=True)
+
+    class Meta:
+        ordering = ["-power_on_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["socket"], condition=Q(power_off_at=None), name="one_open_period_per_socket"),
+            models.CheckConstraint(condition=Q(power_off_at=None) | Q(power_off_at__gte=F("power_on_at")), name="period_ends_after_start"),
+        ]
+        indexes = [models.Index(fields=["socket", "power_on_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.socket_id}: {self.power_on_at:%Y-%m-%d %H:%M:%S} → {self.power_off_at or 'now'}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.power_off_at is None
+
+
+class EnergySample(models.Model):
+    """One energy-meter reading of a socket."""
+
+    socket = models.ForeignKey(Socket, on_delete=models.PROTECT, related_name="samples")
+    taken_at = models.DateTimeField()
+    is_on = models.BooleanField(null=True)
+    power_w = models.FloatField()
+    apparent_power_va = models.FloatField(default=0)
+    reactive_power_var = models.FloatField(default=0)
+    power_factor = models.FloatField(default=0)
+    voltage_v = models.FloatField()
+    current_a = models.FloatField()
+    today_kwh = models.FloatField()
+    total_kwh = models.FloatField()
+
+    class Meta:
+        ordering = ["-taken_at"]
+        indexes = [models.Index(fields=["socket", "taken_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.socket_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.power_w} W"

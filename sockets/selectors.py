@@ -1,0 +1,53 @@
+"""Reads of sockets and their history."""
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from .exceptions import SocketNotFound
+from .models import EnergySample, PowerPeriod, Socket
+
+
+def socket_get(*, name: str | None = None) -> Socket:
+    """The socket called `name`, or the default socket when `name` is empty."""
+    name = name or settings.SMARTSOCKET_DEFAULT_SOCKET_NAME
+    try:
+        return Socket.objects.get(name=name)
+    except Socket.DoesNotExist:
+        raise SocketNotFound(f"no socket named {name!r}", socket=name) from None
+
+
+def socket_list() -> QuerySet[Socket]:
+    return Socket.objects.order_by("name")
+
+
+def power_period_list(*, socket: Socket | None = None, since: datetime | None = None, until: datetime | None = None) -> QuerySet[PowerPeriod]:
+    """Power periods overlapping [since, until], oldest first."""
+    periods = PowerPeriod.objects.select_related("socket").order_by("power_on_at", "pk")
+    if socket is not None:
+        periods = periods.filter(socket=socket)
+    if until is not None:
+        periods = periods.filter(power_on_at__lte=until)
+    if since is not None:
+        periods = periods.exclude(power_off_at__lt=since)
+    return periods
+
+
+def power_period_get_open(*, socket: Socket) -> PowerPeriod | None:
+    return PowerPeriod.objects.filter(socket=socket, power_off_at=None).first()
+
+
+def energy_sample_list(*, socket: Socket | None = None, since: datetime | None = None, until: datetime | None = None) -> QuerySet[EnergySample]:
+    """Samples in [since, until], oldest first."""
+    samples = EnergySample.objects.order_by("taken_at", "pk")
+    if socket is not None:
+        samples = samples.filter(socket=socket)
+    if since is not None:
+        samples = samples.filter(taken_at__gte=since)
+    if until is not None:
+        samples = samples.filter(taken_at__lte=until)
+    return samples
+
+
+def energy_sample_latest(*, socket: Socket) -> EnergySample | None:
+    return EnergySample.objects.filter(socket=socket).order_by("-taken_at", "-pk").first()

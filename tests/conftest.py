@@ -1,0 +1,39 @@
+"""Shared fixtures: a real plug simulator over HTTP, the default socket pointed at it, an API client."""
+import pytest
+from rest_framework.test import APIClient
+
+from sockets.models import Socket
+from sockets.services import socket_ensure_default
+from sockets.simulator import PlugSimulator, SimulatorServer
+
+
+@pytest.fixture
+def simulator():
+    """A simulated Tasmota plug on a free loopback port, stopped after the test."""
+    with SimulatorServer(plug=PlugSimulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def plug(simulator) -> PlugSimulator:
+    return simulator.plug
+
+
+@pytest.fixture
+def socket(db, simulator) -> Socket:
+    """The default socket, driven through the simulator."""
+    socket = socket_ensure_default()
+    socket.address = simulator.url
+    socket.save(update_fields=["address"])
+    return socket
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def fast_device_timeouts(settings):
+    settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT = 0.5
+    settings.SMARTSOCKET_DEVICE_READ_TIMEOUT = 0.5
