@@ -89,7 +89,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # serialize on SQLite as select_for_update() does on PostgreSQL.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     # A file test DB: the in-memory one cannot be shared by threads with IMMEDIATE locking.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+    # One per test process, so parallel runs never share a file.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("SMARTSOCKET_TEST_DB", str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
