@@ -11,13 +11,18 @@ from ..selectors import energy_sample_list, power_period_list, socket_get, socke
 from .serializers import EnergySampleSerializer, PowerPeriodSerializer, SocketSerializer
 
 
+class HistoryPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000
+
+
 class SocketViewSet(viewsets.ReadOnlyModelViewSet):
     """The plugs: observed power, emergency lock, last seen, running instances, history."""
 
     serializer_class = SocketSerializer
     lookup_field = "name"
     lookup_value_regex = "[-a-zA-Z0-9_]+"
-    pagination_class = LimitOffsetPagination
+    pagination_class = HistoryPagination
 
     def get_queryset(self):
         # Counted through the reverse relation: sockets never imports instances.

@@ -8,7 +8,7 @@ DRIVERS = {"tasmota_http": TasmotaHttpDriver}
 
 __all__ = [
     "DRIVERS", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError",
-    "DeviceUnreachable", "EnergyReading", "SocketDriver", "get_driver",
+    "DeviceUnreachable", "EnergyReading", "SocketDriver", "TasmotaHttpDriver", "get_driver",
 ]
 
 
