@@ -79,3 +79,8 @@ def json_bad_request(request, exception=None):
 
 def json_forbidden(request, exception=None):
     return JsonResponse({"message": "forbidden", "code": "forbidden"}, status=403)
+
+
+def schema_without_slash_twins(endpoints):
+    """drf-spectacular hook: every route also answers with a trailing slash; document it once."""
+    return [endpoint for endpoint in endpoints if not endpoint[0].endswith("/")]

@@ -1,4 +1,5 @@
 """Django settings: every knob comes from the environment, with safe embedded defaults."""
+import ipaddress
 import os
 from pathlib import Path
 
@@ -34,6 +35,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return default if value == "" else [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated IP networks (CIDR or single addresses); `none` for no network at all."""
+    values = [] if os.environ.get(name, "").strip().lower() == "none" else env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network") from exc
+    return values
+
+
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
@@ -47,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "sockets",
     "instances",
@@ -107,8 +120,12 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Token first: its `WWW-Authenticate: Token` makes a refused anonymous call a 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["smartsocket_site.access.TokenOrTrustedNetwork"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "smartsocket_site.api.api_exception_handler",
     # `format` is the download's own argument (json/csv), not DRF's renderer override.
@@ -120,6 +137,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Share smart plugs safely between lab-automation processes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "PREPROCESSING_HOOKS": ["smartsocket_site.api.schema_without_slash_twins"],
 }
 
 # Devices
@@ -135,6 +153,14 @@ SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNA
 SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
 # Upper bound for emergencyStopTimeout (ms) and wait durations (s): 7 days.
 SMARTSOCKET_MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+# Access control (README "Access control"): callers from these networks need no token.
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+SMARTSOCKET_TRUSTED_NETWORKS = env_networks("SMARTSOCKET_TRUSTED_NETWORKS", LOOPBACK_NETWORKS)
+# Callback URLs (SSRF guard): a host name listed here (".example.org" = any subdomain) or
+# an IP address in one of these networks; host names are never resolved for the check.
+SMARTSOCKET_CALLBACK_ALLOWED_HOSTS = env_list("SMARTSOCKET_CALLBACK_ALLOWED_HOSTS", ["localhost"])
+SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS = env_networks("SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS", LOOPBACK_NETWORKS)
 
 LOGGING = {
     "version": 1,
