@@ -1,0 +1,86 @@
+"""GET /api/download: the whole state as streamed JSON, the instances report as CSV."""
+import csv
+import io
+import json
+
+import pytest
+
+from instances.selectors import instance_currents
+from tests.admin.history import at, make_history
+
+pytestmark = pytest.mark.django_db
+
+
+def download(api, **params):
+    response = api.get("/api/download", params)
+    assert response.status_code == 200, response.content
+    assert response.streaming
+    return response, b"".join(response.streaming_content).decode()
+
+
+def test_it_streams_the_state_as_a_json_attachment(api):
+    history = make_history()
+
+    response, body = download(api)
+
+    assert response["Content-Disposition"] == 'attachment; filename="server_state.json"'
+    state = json.loads(body)
+    assert set(state) == {"server", "instances"}
+    assert state["server"]["socket"] == "default"
+    assert set(state["instances"]) == {"alpha", "beta", "gamma", "delta"}
+    gamma = state["instances"]["gamma"]
+    assert gamma["socket"] == "mixer"
+    assert gamma["stopReason"] == "emergency" and gamma["isEmergencyStopped"] is True
+    assert gamma["energyConsumedWh"] == 9.583
+    # The currents are the ones the API shows for the instance, read without a query per instance.
+    for pk, instance in history.instances.items():
+        assert state["instances"][pk]["amperagePerSecond"] == instance_currents(instance=instance)
+    assert len(gamma["amperagePerSecond"]) == 11  # 10:00 … 10:05 every 30 s
+    assert max(gamma["amperagePerSecond"]) == 0.5
+
+
+def test_it_answers_the_same_facts_as_a_csv_report(api):
+    make_history()
+
+    response, body = download(api, format="csv")
+
+    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Disposition"] == 'attachment; filename="instances.csv"'
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert list(rows[0]) == ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a"]
+    assert [row["id"] for row in rows] == ["alpha", "beta", "gamma", "delta"]
+    beta = rows[1]
+    assert beta == {
+        "id": "beta", "socket": "mixer", "start": at(10).isoformat(), "stop": at(30).isoformat(), "duration_s": "1200.0",
+        "stop_reason": "requested", "energy_wh": "38.333", "peak_current_a": "0.5",
+    }
+    delta = rows[3]
+    assert (delta["stop"], delta["duration_s"], delta["stop_reason"], delta["energy_wh"]) == ("", "", "", "")
+    assert delta["peak_current_a"] == "0.5"
+
+
+def test_it_filters_by_time_range_and_socket(api):
+    make_history()
+    make_history(name="pump")
+
+    _, body = download(api, format="csv", since=at(25).isoformat(), until=at(62).isoformat(), socket="pump")
+
+    rows = list(csv.DictReader(io.StringIO(body)))
+    # beta ran until 09:30 and gamma started at 10:00: both overlap 09:25–10:02; alpha had stopped.
+    assert [(row["id"], row["socket"]) for row in rows] == [("pump-beta", "pump"), ("pump-gamma", "pump")]
+
+
+def test_it_rejects_an_unknown_socket_and_a_bad_format(api):
+    assert api.get("/api/download", {"socket": "nope"}).status_code == 404
+    assert api.get("/api/download", {"format": "xml"}).status_code == 422
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_its_query_count_does_not_grow_with_the_instances(api, django_assert_max_num_queries, fmt):
+    for name in ("a", "b", "c", "d", "e"):
+        make_history(name=name)  # 20 instances, 2000 samples
+
+    with django_assert_max_num_queries(12):
+        _, body = download(api, format=fmt)
+
+    assert body.count("alpha") >= 5
