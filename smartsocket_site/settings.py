@@ -162,6 +162,51 @@ SMARTSOCKET_TRUSTED_NETWORKS = env_networks("SMARTSOCKET_TRUSTED_NETWORKS", LOOP
 SMARTSOCKET_CALLBACK_ALLOWED_HOSTS = env_list("SMARTSOCKET_CALLBACK_ALLOWED_HOSTS", ["localhost"])
 SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS = env_networks("SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS", LOOPBACK_NETWORKS)
 
+# Background work (README "Background work"). Intervals and delays are in seconds.
+SMARTSOCKET_SAMPLE_INTERVAL_ON = env_float("SMARTSOCKET_SAMPLE_INTERVAL_ON", 5.0)  # per-socket override: Socket.sample_interval_on
+SMARTSOCKET_SAMPLE_INTERVAL_OFF = env_float("SMARTSOCKET_SAMPLE_INTERVAL_OFF", 30.0)
+SMARTSOCKET_MONITOR_TICK = env_float("SMARTSOCKET_MONITOR_TICK", 1.0)  # how often beat looks for sockets due
+SMARTSOCKET_DEADLINE_SWEEP = env_float("SMARTSOCKET_DEADLINE_SWEEP", 1.0)  # backstop of the per-instance timers
+SMARTSOCKET_RECONCILE_SWEEP = env_float("SMARTSOCKET_RECONCILE_SWEEP", 2.0)
+SMARTSOCKET_RECONCILE_BACKOFF_MAX = env_float("SMARTSOCKET_RECONCILE_BACKOFF_MAX", 60.0)
+SMARTSOCKET_CALLBACK_SWEEP = env_float("SMARTSOCKET_CALLBACK_SWEEP", 1.0)
+SMARTSOCKET_CALLBACK_MAX_ATTEMPTS = int(env_float("SMARTSOCKET_CALLBACK_MAX_ATTEMPTS", 10))
+SMARTSOCKET_CALLBACK_BACKOFF = env_float("SMARTSOCKET_CALLBACK_BACKOFF", 2.0)  # doubles per attempt
+SMARTSOCKET_CALLBACK_BACKOFF_MAX = env_float("SMARTSOCKET_CALLBACK_BACKOFF_MAX", 300.0)
+SMARTSOCKET_CALLBACK_TIMEOUT = env_float("SMARTSOCKET_CALLBACK_TIMEOUT", 5.0)  # connect and read, each
+
+# Celery: Redis when REDIS_URL (or CELERY_BROKER_URL) is set, else the embedded broker:
+# message files under SMARTSOCKET_BROKER_DIR, no server needed. Results are never read.
+REDIS_URL = env_str("REDIS_URL", "")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "embedded://")
+SMARTSOCKET_BROKER_DIR = Path(env_str("SMARTSOCKET_BROKER_DIR", str(VAR_DIR / "broker")))
+if CELERY_BROKER_URL.startswith("embedded://"):
+    SMARTSOCKET_BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(SMARTSOCKET_BROKER_DIR), "data_folder_out": str(SMARTSOCKET_BROKER_DIR),
+        "control_folder": str(SMARTSOCKET_BROKER_DIR / "control"),
+    }
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no broadcast on a folder of files
+CELERY_TASK_DEFAULT_QUEUE = env_str("SMARTSOCKET_CELERY_QUEUE", "celery")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+
+def _tick(task: str, seconds: float) -> dict:
+    """A beat entry whose stale copies (piled up while no worker ran) are dropped, not run."""
+    return {"task": task, "schedule": seconds, "options": {"expires": max(2 * seconds, 2.0)}}
+
+
+CELERY_BEAT_SCHEDULE = {
+    "monitor-sockets": _tick("instances.tasks.monitor_sockets", SMARTSOCKET_MONITOR_TICK),
+    "enforce-deadlines": _tick("instances.tasks.enforce_deadlines", SMARTSOCKET_DEADLINE_SWEEP),
+    "reconcile-sockets": _tick("sockets.tasks.reconcile_sockets", SMARTSOCKET_RECONCILE_SWEEP),
+    "deliver-callbacks": _tick("instances.tasks.deliver_callbacks", SMARTSOCKET_CALLBACK_SWEEP),
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

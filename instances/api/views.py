@@ -8,7 +8,9 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from smartsocket_site.access import callback_url_allowed
 from smartsocket_site.api import request_params
+from sockets.exceptions import InvalidParameter
 from sockets.selectors import socket_get
 
 from .. import reports
@@ -67,12 +69,16 @@ def required_instance_id(request: Request, pk: str | None) -> str:
 
 
 def callback_headers(request: Request) -> list[tuple[str, str]]:
-    """Every `*-callback` header holding an http(s) URL, as (header name, URL)."""
-    return [
+    """Every `*-callback` header holding an http(s) URL, as (header name, URL). Raises InvalidParameter (SSRF guard)."""
+    callbacks = [
         (key[5:].replace("_", "-"), value)
         for key, value in request.META.items()
         if key.startswith("HTTP_") and key.endswith("_CALLBACK") and value.startswith(("http://", "https://"))
     ]
+    for header, url in callbacks:
+        if not callback_url_allowed(url):
+            raise InvalidParameter(f"{header}: callback URL not allowed (see SMARTSOCKET_CALLBACK_ALLOWED_HOSTS/NETWORKS)", header=header, url=url[:200])
+    return callbacks
 
 
 def echo_callbacks(response: Response, callbacks: list[tuple[str, str]]) -> Response:
