@@ -28,18 +28,21 @@ INSTANCE_CHUNK = 200  # model objects are heavier than the (id, current) pairs
 
 def download_response(*, socket: Socket | None, since: datetime | None, until: datetime | None, fmt: str) -> StreamingHttpResponse:
     """A streamed attachment: `server_state.json` or `instances.csv`."""
+    instances = instance_list_between(socket=socket, since=since, until=until)
     if fmt == "csv":
-        body, content_type, filename = instances_csv(socket=socket, since=since, until=until), "text/csv", "instances.csv"
-    else:
-        body, content_type, filename = server_state_json(socket=socket, since=since, until=until), "application/json", "server_state.json"
+        return attachment(instances_csv(instances=instances), content_type="text/csv", filename="instances.csv")
+    return attachment(server_state_json(socket=socket, instances=instances), content_type="application/json", filename="server_state.json")
+
+
+def attachment(body: Iterator[str], *, content_type: str, filename: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
-def instance_list_between(*, socket: Socket | None, since: datetime | None, until: datetime | None, include_deleted: bool = True) -> QuerySet[Instance]:
-    """Instances that ran at some time in [since, until], oldest first."""
-    instances = instance_list(socket=socket, include_deleted=include_deleted)
+def instance_list_between(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> QuerySet[Instance]:
+    """Instances (deleted ones too) that ran at some time in [since, until], oldest first."""
+    instances = instance_list(socket=socket, include_deleted=True)
     if since is not None:
         instances = instances.exclude(stopped_at__lt=since)
     if until is not None:
@@ -47,7 +50,7 @@ def instance_list_between(*, socket: Socket | None, since: datetime | None, unti
     return instances
 
 
-def instances_with_currents(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> Iterator[tuple[Instance, list[float]]]:
+def instances_with_currents(*, instances: QuerySet[Instance]) -> Iterator[tuple[Instance, list[float]]]:
     """Each instance with the currents (A) sampled on its socket while it ran, in one pass.
 
     Two cursors in the same order: the instances, and (instance id, current) pairs from a
@@ -55,7 +58,7 @@ def instances_with_currents(*, socket: Socket | None, since: datetime | None, un
     created after `now` are left out of both, so the two streams stay aligned.
     """
     now = timezone.now()
-    instances = instance_list_between(socket=socket, since=since, until=until).filter(started_at__lte=now)
+    instances = instances.select_related("socket").filter(started_at__lte=now).order_by("started_at", "pk")
     # Both conditions in one filter() apply to the same joined sample row.
     pairs = instances.filter(
         socket__samples__taken_at__gte=F("started_at"),
@@ -78,11 +81,11 @@ class _ReportInstanceSerializer(InstanceSerializer):
         return self.context["currents"]
 
 
-def server_state_json(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> Iterator[str]:
-    """`{"server": {...}, "instances": {id: instance}}`, one instance at a time."""
+def server_state_json(*, socket: Socket | None, instances: QuerySet[Instance]) -> Iterator[str]:
+    """`{"server": {...}, "instances": {id: instance}}`, one instance at a time; the server part is `socket`'s or the default's."""
     encode = DjangoJSONEncoder().encode
     yield '{"server": ' + encode(server_status(socket=socket or socket_get())) + ', "instances": {'
-    for index, (instance, currents) in enumerate(instances_with_currents(socket=socket, since=since, until=until)):
+    for index, (instance, currents) in enumerate(instances_with_currents(instances=instances)):
         data = _ReportInstanceSerializer(instance, context={"currents": currents}).data
         yield ("," if index else "") + encode(instance.pk) + ": " + encode(data)
     yield "}}\n"
@@ -93,16 +96,15 @@ class _Echo:
         return value
 
 
-def instances_csv(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> Iterator[str]:
+def instances_csv(*, instances: QuerySet[Instance]) -> Iterator[str]:
     """One row per instance: id, socket, start, stop, duration s, stop reason, energy Wh, peak current A."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
-    for instance, currents in instances_with_currents(socket=socket, since=since, until=until):
-        yield writer.writerow(instance_csv_row(instance=instance, peak_current_a=max(currents, default=None)))
+    for instance, currents in instances_with_currents(instances=instances):
+        yield writer.writerow(_csv_row(instance=instance, peak_current_a=max(currents, default=None)))
 
 
-def instance_csv_row(*, instance: Instance, peak_current_a: float | None) -> list:
-    """The report row of one instance (the admin's CSV export uses it too)."""
+def _csv_row(*, instance: Instance, peak_current_a: float | None) -> list:
     duration = round((instance.stopped_at - instance.started_at).total_seconds(), 3) if instance.stopped_at else ""
     return [
         instance.pk, instance.socket.name, instance.started_at.isoformat(),

@@ -2,9 +2,12 @@
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .drivers import DeviceError, EnergyReading, SocketDriver, get_driver
@@ -35,12 +38,17 @@ def socket_device_faults(*, socket: Socket) -> Iterator[None]:
     try:
         yield
     except (SocketDeviceError, SocketPowerFailed) as exc:
-        Socket.objects.filter(pk=socket.pk).update(
-            observed_power=PowerState.UNKNOWN,
-            is_online=isinstance(exc, SocketPowerFailed),
-            last_error=str(exc)[:255],
-        )
+        socket_record_fault(socket_id=socket.pk, error=exc)
         raise
+
+
+def socket_record_fault(*, socket_id: int, error: Exception) -> None:
+    """After a failed device command: relay state UNKNOWN (for reconcile), online only if it answered."""
+    Socket.objects.filter(pk=socket_id).update(
+        observed_power=PowerState.UNKNOWN,
+        is_online=isinstance(error, SocketPowerFailed),
+        last_error=str(error)[:255],
+    )
 
 
 def socket_read_energy(*, socket: Socket) -> EnergyReading:
@@ -51,12 +59,12 @@ def socket_read_energy(*, socket: Socket) -> EnergyReading:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
 
 
-def energy_sample_record(*, socket: Socket, reading: EnergyReading) -> EnergySample:
-    """Store a reading, with the relay state last confirmed for the socket."""
+def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None) -> EnergySample:
+    """Store a reading, with the relay state read with it (else the one last confirmed for the socket)."""
     return EnergySample.objects.create(
         socket=socket,
         taken_at=timezone.now(),
-        is_on={PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
+        is_on=is_on if is_on is not None else {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
         power_w=reading.power_w,
         apparent_power_va=reading.apparent_power_va,
         reactive_power_var=reading.reactive_power_var,
@@ -143,3 +151,203 @@ def socket_ensure_default() -> Socket:
 
 def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "") -> Socket:
     return Socket.objects.create(name=name, address=address, driver=driver, username=username, password=password)
+
+
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password")
+
+
+def socket_update(*, socket_id: int, **config: str) -> Socket:
+    """Change a socket's configuration (SOCKET_CONFIG_FIELDS) under its lock.
+
+    Only the given fields are written, so a concurrent power change or emergency stop is
+    never overwritten with what the editor's form had read.
+    """
+    unknown = set(config) - set(SOCKET_CONFIG_FIELDS)
+    if unknown:
+        raise TypeError(f"not socket configuration: {sorted(unknown)}")
+    with transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        for field, value in config.items():
+            setattr(socket, field, value)
+        socket.save(update_fields=list(config))
+    return socket
+
+
+# -- Monitoring and reconcile (the background work; tasks in sockets/ and instances/tasks.py) --
+
+MANUAL = "<manual>"
+
+
+class SocketChange:
+    """How the relay differs from what the database last confirmed (socket_detect_change)."""
+
+    MANUAL_ON = "manual_on"
+    MANUAL_OFF = "manual_off"
+    RECONCILE = "reconcile"
+
+
+@dataclass(frozen=True)
+class SocketPoll:
+    """What one monitoring poll saw: the relay (None if unreachable) and whether it differs from the database."""
+
+    socket_id: int
+    power: str | None
+    differs: bool
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    socket_id: int
+    action: str  # "none", "not_due", "confirmed", "switched", "failed"
+    desired: str
+
+
+def socket_sample_interval(*, socket: Socket, on: bool) -> float:
+    """Seconds between two samples of `socket` while its relay is ON (or OFF)."""
+    if on:
+        return socket.sample_interval_on or settings.SMARTSOCKET_SAMPLE_INTERVAL_ON
+    return socket.sample_interval_off or settings.SMARTSOCKET_SAMPLE_INTERVAL_OFF
+
+
+def _device_call_bound() -> timedelta:
+    """The longest one driver call can take (connect is retried once)."""
+    return timedelta(seconds=2 * settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT + settings.SMARTSOCKET_DEVICE_READ_TIMEOUT)
+
+
+def socket_claim_monitoring(*, socket_id: int) -> Socket | None:
+    """Take the monitoring lease of a socket whose sample is due, with one conditional UPDATE.
+
+    None when it is not due or another worker holds the lease (HC sendalerts: "another
+    worker process got there first"). The lease outlives a poll, so a crashed worker only
+    delays the socket's next sample.
+    """
+    now = timezone.now()
+    claimed = (
+        Socket.objects.filter(pk=socket_id)
+        .filter(Q(next_sample_at=None) | Q(next_sample_at__lte=now))
+        .filter(Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now))
+        .update(monitor_claimed_until=now + 2 * _device_call_bound() + timedelta(seconds=5))
+    )
+    return Socket.objects.get(pk=socket_id) if claimed else None
+
+
+def socket_poll(*, socket_id: int) -> SocketPoll | None:
+    """Sample a due socket without its lock: read relay and meter, store the reading, release the lease.
+
+    A dead device costs its driver timeouts, marks the socket offline and its relay UNKNOWN
+    (what happened meanwhile is reconcile's to settle). None when not due or claimed elsewhere.
+    """
+    socket = socket_claim_monitoring(socket_id=socket_id)
+    if socket is None:
+        return None
+    on, error = None, ""
+    try:
+        driver = socket_driver(socket=socket)
+        on = driver.get_power()
+        energy_sample_record(socket=socket, reading=driver.read_energy(), is_on=on)
+    except DeviceError as exc:
+        logger.warning("monitor: %s unreachable: %s", socket.name, exc)
+        error = str(exc)[:255]
+    finally:
+        _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed")
+    if on is None:
+        return SocketPoll(socket_id=socket_id, power=None, differs=False)
+    power = PowerState.ON if on else PowerState.OFF
+    return SocketPoll(socket_id=socket_id, power=power, differs=power != socket.observed_power)
+
+
+def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str) -> None:
+    """Give the lease back and set when the next sample is due; record online or offline."""
+    now = timezone.now()
+    interval = socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON)
+    fields = {"monitor_claimed_until": None, "next_sample_at": now + timedelta(seconds=interval)}
+    if on is None:
+        fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
+    else:
+        fields.update(is_online=True, last_seen_at=now, last_error="")
+    Socket.objects.filter(pk=socket.pk).update(**fields)
+
+
+def socket_detect_change(*, socket: Socket) -> str | None:
+    """Re-read the relay and say how it differs from the database (a SocketChange), or None.
+
+    Requires the socket lock. A manual change is only recognised from a settled socket
+    (observed == desired): an UNKNOWN or unsettled state follows a failed command, an
+    outage or a restart, and is reconcile's to settle. None: no difference (a concurrent
+    command got there first) or the device did not answer.
+    """
+    try:
+        on = socket_driver(socket=socket).get_power()
+    except DeviceError:
+        return None
+    power = PowerState.ON if on else PowerState.OFF
+    if power == socket.observed_power:
+        return None
+    if socket.observed_power != PowerState.UNKNOWN and socket.observed_power == socket.desired_power:
+        return SocketChange.MANUAL_ON if on else SocketChange.MANUAL_OFF
+    return SocketChange.RECONCILE
+
+
+def socket_accept_manual_change(*, socket: Socket, on: bool) -> PowerPeriod | None:
+    """Take a relay switched by hand as the new desired state; open or close the period as <manual>.
+
+    Requires the socket lock; the caller has seen the device in that state.
+    """
+    power = PowerState.ON if on else PowerState.OFF
+    socket.desired_power, socket.desired_by, socket.desired_cause = power, MANUAL, PowerCause.MANUAL
+    socket.save(update_fields=["desired_power", "desired_by", "desired_cause"])
+    _socket_mark_seen(socket=socket, observed=power)
+    logger.info("monitor: %s switched %s by hand", socket.name, power)
+    if on:
+        return power_period_get_open(socket=socket) or PowerPeriod.objects.create(
+            socket=socket, power_on_at=timezone.now(), power_on_by=MANUAL, power_on_cause=PowerCause.MANUAL
+        )
+    return power_period_close(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+
+
+def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
+    """Drive the device to the socket's desired power under its lock, and record what was done.
+
+    Switching opens or closes the power period in the name of whoever decided the change
+    (`desired_by`/`desired_cause`, e.g. `<timeout>`); a device already there is marked seen
+    and its period made to match. A failure counts an attempt and backs off (1, 2, 4 … s,
+    at most SMARTSOCKET_RECONCILE_BACKOFF_MAX) in the database; `force` ignores the backoff.
+    """
+    error = None
+    with transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        desired = socket.desired_power
+        if socket.observed_power == desired and socket.reconcile_attempts == 0:
+            return ReconcileResult(socket_id=socket_id, action="none", desired=desired)
+        if not force and socket.reconcile_next_at is not None and socket.reconcile_next_at > timezone.now():
+            return ReconcileResult(socket_id=socket_id, action="not_due", desired=desired)
+        by, cause = socket.desired_by or "<reconcile>", socket.desired_cause or PowerCause.RECONCILE
+        try:
+            action = _socket_drive(socket=socket, on=desired == PowerState.ON, by=by, cause=cause)
+        except (DeviceError, SocketDeviceError, SocketPowerFailed) as exc:
+            error = exc
+        else:
+            socket.reconcile_attempts, socket.reconcile_next_at = 0, None
+            socket.save(update_fields=["reconcile_attempts", "reconcile_next_at"])
+    if error is None:
+        logger.info("reconcile: %s %s %s (for %s, %s)", socket.name, action, desired, by, cause)
+        return ReconcileResult(socket_id=socket_id, action=action, desired=desired)
+    attempts = socket.reconcile_attempts + 1
+    delay = min(2 ** (attempts - 1), settings.SMARTSOCKET_RECONCILE_BACKOFF_MAX)
+    socket_record_fault(socket_id=socket_id, error=error)
+    Socket.objects.filter(pk=socket_id).update(reconcile_attempts=attempts, reconcile_next_at=timezone.now() + timedelta(seconds=delay))
+    logger.warning("reconcile: %s not driven %s (attempt %d, next in %gs): %s", socket.name, desired, attempts, delay, error)
+    return ReconcileResult(socket_id=socket_id, action="failed", desired=desired)
+
+
+def _socket_drive(*, socket: Socket, on: bool, by: str, cause: str) -> str:
+    """Switch the relay unless it already is where it must be; make the power period match."""
+    if socket_driver(socket=socket).get_power() != on:
+        (socket_power_on if on else socket_power_off)(socket=socket, by=by, cause=cause)
+        return "switched"
+    _socket_mark_seen(socket=socket, observed=PowerState.ON if on else PowerState.OFF)
+    if not on:
+        power_period_close(socket=socket, by=by, cause=cause)
+    elif power_period_get_open(socket=socket) is None:
+        PowerPeriod.objects.create(socket=socket, power_on_at=timezone.now(), power_on_by=by, power_on_cause=cause)
+    return "confirmed"
