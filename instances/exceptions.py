@@ -10,3 +10,10 @@ class InstanceNotFound(SmartSocketError):
 class InstanceIdMissing(SmartSocketError):
     code = "instance_id_missing"
     message = "instanceId is required"
+
+
+class InstanceNotRunning(SmartSocketError):
+    """A lease renewal for an instance that has already stopped (its holder lost the plug)."""
+
+    code = "instance_not_running"
+    message = "the instance is not running"

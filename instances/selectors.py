@@ -1,12 +1,14 @@
 """Reads of instances and the socket-wide status."""
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sockets.models import Socket
 from sockets.selectors import energy_sample_latest, energy_sample_list, power_period_list
 
 from .exceptions import InstanceNotFound
-from .models import Instance, StopReason
+from .models import Callback, Instance, StopReason
 
 
 def instance_get(*, instance_id: str) -> Instance:
@@ -66,3 +68,14 @@ def server_status(*, socket: Socket) -> dict:
         "lastSeenAt": socket.last_seen_at,
         "currentTimestamp": timezone.now(),
     }
+
+
+def instance_list_overdue(*, now: datetime) -> QuerySet[Instance]:
+    """Running instances whose deadline has passed (scans running_deadline_idx)."""
+    return Instance.objects.filter(stopped_at=None, deadline_at__lte=now).order_by("deadline_at")
+
+
+def callback_list_due(*, now: datetime) -> QuerySet[Callback]:
+    """Pending callbacks whose next attempt is due (scans pending_callback_idx)."""
+    pending = Callback.objects.filter(delivered_at=None, failed_at=None, due_at__lte=now)
+    return pending.filter(Q(next_attempt_at=None) | Q(next_attempt_at__lte=now)).order_by("due_at")

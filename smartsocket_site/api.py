@@ -5,7 +5,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from instances.exceptions import InstanceIdMissing, InstanceNotFound
+from instances.exceptions import InstanceIdMissing, InstanceNotFound, InstanceNotRunning
 from sockets.exceptions import (
     InvalidParameter,
     SmartSocketError,
@@ -19,6 +19,7 @@ STATUS = {
     InvalidParameter: 422,
     InstanceIdMissing: 422,
     InstanceNotFound: 404,
+    InstanceNotRunning: 409,
     SocketNotFound: 404,
     SocketEmergencyStopped: 409,
     SocketPowerFailed: 409,  # the device answered with the wrong state

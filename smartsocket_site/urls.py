@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *api("instance", InstanceViewSet.as_view({"post": "create", **INSTANCE}), "instance"),
     *api("instance/<str:pk>", InstanceViewSet.as_view(INSTANCE), "instance-detail"),
+    *api("instance/<str:pk>/renew", InstanceViewSet.as_view({"put": "renew"}), "instance-renew"),
     *api("wait", ServerViewSet.as_view({"get": "wait"}), "wait"),
     *api("emergency-stop", ServerViewSet.as_view({"post": "emergency_stop"}), "emergency-stop"),
     *api("emergency-stop/<str:pk>", ServerViewSet.as_view({"post": "emergency_stop"}), "emergency-stop-instance"),

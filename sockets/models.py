@@ -30,6 +30,15 @@ class Socket(models.Model):
     emergency_stopped_at = models.DateTimeField(null=True, blank=True)
     emergency_stopped_by = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Monitoring: per-socket sample intervals (seconds; empty = SMARTSOCKET_SAMPLE_INTERVAL_ON/OFF),
+    # the next sample due, and the lease of the worker sampling it (no overlapping polls).
+    sample_interval_on = models.FloatField(null=True, blank=True)
+    sample_interval_off = models.FloatField(null=True, blank=True)
+    next_sample_at = models.DateTimeField(null=True, blank=True)
+    monitor_claimed_until = models.DateTimeField(null=True, blank=True)
+    # Reconcile backoff: failed attempts since the device last got where it must be.
+    reconcile_attempts = models.PositiveIntegerField(default=0)
+    reconcile_next_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

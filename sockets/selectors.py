@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 
 from .exceptions import SocketNotFound
 from .models import EnergySample, PowerPeriod, Socket
@@ -51,3 +51,15 @@ def energy_sample_list(*, socket: Socket | None = None, since: datetime | None =
 
 def energy_sample_latest(*, socket: Socket) -> EnergySample | None:
     return EnergySample.objects.filter(socket=socket).order_by("-taken_at", "-pk").first()
+
+
+def socket_list_due_for_sample(*, now: datetime) -> QuerySet[Socket]:
+    """Sockets whose next sample is due and that no worker is sampling."""
+    return Socket.objects.filter(Q(next_sample_at=None) | Q(next_sample_at__lte=now)).filter(
+        Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now)
+    )
+
+
+def socket_list_to_reconcile(*, now: datetime) -> QuerySet[Socket]:
+    """Sockets whose relay is not known to be where the database says, and whose backoff has run out."""
+    return Socket.objects.exclude(observed_power=F("desired_power")).filter(Q(reconcile_next_at=None) | Q(reconcile_next_at__lte=now))

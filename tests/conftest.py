@@ -37,3 +37,15 @@ def api() -> APIClient:
 def fast_device_timeouts(settings):
     settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT = 0.5
     settings.SMARTSOCKET_DEVICE_READ_TIMEOUT = 0.5
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_messages_stay_in_process():
+    """Tasks sent by code under test (deadline timers, callbacks) go to an in-memory broker no worker reads.
+
+    Tests that need them run a real worker and beat against a broker of their own (tests/background).
+    """
+    from smartsocket_site.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.broker_transport_options = {}

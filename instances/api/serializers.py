@@ -31,6 +31,14 @@ class StartInputSerializer(SocketArgSerializer):
     )
 
 
+class RenewInputSerializer(serializers.Serializer):
+    instanceId = serializers.CharField(required=False, max_length=64)
+    emergencyStopTimeout = serializers.IntegerField(
+        required=False, min_value=1, max_value=settings.SMARTSOCKET_MAX_TIMEOUT_MS,
+        help_text="Milliseconds from now to the new deadline; the instance's own emergencyStopTimeout when absent.",
+    )
+
+
 class InstanceIdSerializer(serializers.Serializer):
     instanceId = serializers.CharField(required=False, max_length=64)
 

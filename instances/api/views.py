@@ -21,6 +21,7 @@ from ..services import (
     callback_schedule,
     emergency_stop,
     instance_delete,
+    instance_renew,
     instance_start,
     instance_start_wait_stop,
     instance_stop,
@@ -31,6 +32,7 @@ from .serializers import (
     InstanceIdSerializer,
     InstanceOutputSerializer,
     InstanceSerializer,
+    RenewInputSerializer,
     SocketArgSerializer,
     StartInputSerializer,
     StartOutputSerializer,
@@ -114,6 +116,16 @@ class InstanceViewSet(viewsets.GenericViewSet):
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         instance_id = required_instance_id(request, pk)
         return Response(StopOutputSerializer(instance_delete(instance_id=instance_id)).data)
+
+    @extend_schema(
+        parameters=[INSTANCE_ID], request=RenewInputSerializer, responses=InstanceOutputSerializer,
+        description="Renew the lease: the deadline becomes now + emergencyStopTimeout (the new one if given). "
+        "404 unknown id; 409 the instance has stopped (e.g. its deadline came first); 422 no emergencyStopTimeout.",
+    )
+    def renew(self, request: Request, pk: str | None = None) -> Response:
+        instance_id = required_instance_id(request, pk)
+        args = validated(RenewInputSerializer, request)
+        return Response(InstanceOutputSerializer(instance_renew(instance_id=instance_id, timeout_ms=args.get("emergencyStopTimeout"))).data)
 
 
 class ServerViewSet(viewsets.GenericViewSet):
