@@ -67,12 +67,10 @@ def local_time(wall: float | None = None) -> str:
 
 
 class PlugSimulator:
-    """State of one simulated plug: relay, PulseTime, energy meter, injected faults and a record of commands.
+    """Thread-safe state of one simulated plug: relay, PulseTime, energy meter, faults, command record."""
 
-    Thread-safe. The energy counters and the PulseTime countdown are brought up to date
-    lazily from the monotonic clock on every read or change, so expiry happens at the
-    exact deadline even when nobody is looking.
-    """
+    # Energy and the PulseTime countdown are brought up to date lazily (`_advance`) on every
+    # read or change, so the pulse expires at its exact deadline even when nobody is looking.
 
     def __init__(self, *, device_name="Lab Plug", load_w=60.0, voltage=230.0, power_factor=0.95,
                  initial_power=False, username=None, password=None, require_referer=False):
@@ -467,7 +465,8 @@ class PlugSimulator:
             "StatusPRM": {"Baudrate": 115200, "SerialConfig": "8N1", "GroupTopic": "tasmotas",
                           "OtaUrl": "http://ota.tasmota.com/tasmota/release/tasmota.bin.gz",
                           "RestartReason": "Software/System restart", "Uptime": uptime,
-                          "StartupUTC": datetime.fromtimestamp(self._wall(self._started), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                          "StartupUTC": datetime.fromtimestamp(self._wall(self._started), timezone.utc)
+                          .strftime("%Y-%m-%dT%H:%M:%S"),
                           "Sleep": 50, "CfgHolder": 4617, "BootCount": 12, "BCResetTime": TOTAL_START_TIME,
                           "SaveCount": 40},
             "StatusFWR": {"Version": FIRMWARE, "BuildDateTime": "2024-12-12T10:00:00", "Boot": 31,
