@@ -94,6 +94,7 @@ class PlugSimulator:
         self._pulse_deadline = None
         self._fault = None
         self._fault_count = None
+        self._fault_only = ""
         self._reset_records(initial_power)
 
     def _reset_records(self, power: bool) -> None:
@@ -200,18 +201,19 @@ class PlugSimulator:
             self._switch(not self._on, "button")
             return self._on
 
-    def set_fault(self, kind: str | None, count: int | None = None) -> None:
+    def set_fault(self, kind: str | None, count: int | None = None, only: str | None = None) -> None:
         """Inject a fault for the next `count` /cm requests it applies to (None = until cleared).
 
-        "refuse" closes the listening socket and cannot be count-limited; "wrong_state" is
-        only spent by switching Power commands.
+        `only` limits a transport fault to commands starting with that text (case-insensitive),
+        e.g. "Power On", to fail one step of a sequence. "refuse" closes the listening socket
+        and cannot be count-limited; "wrong_state" is only spent by switching Power commands.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; use one of {FAULT_KINDS}")
         if count is not None and (kind in (None, "refuse") or count < 1):
             raise ValueError(f"count={count!r} is not valid for fault {kind!r}")
         with self._lock:
-            self._fault, self._fault_count = kind, count
+            self._fault, self._fault_count, self._fault_only = kind, count, (only or "").lower()
         self._notify_fault(kind)
 
     def clear_fault(self) -> None:
@@ -225,7 +227,7 @@ class PlugSimulator:
             self._reset_records(False)
             self._pulse_set = 0
             self._pulse_deadline = None
-            self._fault, self._fault_count = None, None
+            self._fault, self._fault_count, self._fault_only = None, None, ""
             self.latency = 0.0
         self._notify_fault(None)
 
@@ -274,7 +276,7 @@ class PlugSimulator:
             if cmnd:
                 self._commands.append(cmnd)
             kind = self._fault
-            if kind not in TRANSPORT_FAULTS:
+            if kind not in TRANSPORT_FAULTS or not cmnd.lower().startswith(self._fault_only):
                 return None
             self._spend_fault()
             return kind

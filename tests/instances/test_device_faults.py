@@ -84,3 +84,14 @@ def test_emergency_stop_commits_the_decision_even_when_the_device_fails(api, soc
     assert PowerPeriod.objects.get().power_off_at is None  # closes once the device confirms OFF
     plug.clear_fault()
     assert api.post("/api/instance").status_code == 409
+
+
+@pytest.mark.parametrize("fault", ["timeout", "http500", "garbage"])
+def test_a_fault_on_the_power_on_command_itself_creates_nothing(api, socket, plug, fault):
+    plug.set_fault(fault, only="Power On")
+    response = api.post("/api/instance")
+    assert response.status_code == 500
+    assert plug.commands[0] == "Status 10" and plug.commands[-1] == "Power On"
+    assert not Instance.objects.exists() and not PowerPeriod.objects.exists()
+    socket.refresh_from_db()
+    assert socket.desired_power == PowerState.OFF and socket.observed_power == PowerState.UNKNOWN
