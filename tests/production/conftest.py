@@ -5,6 +5,10 @@ import pytest
 import redis
 from django.conf import settings
 
+from sockets.services import socket_create
+from sockets.simulator import PlugSimulator, SimulatorServer
+from tests.processes import free_port, gunicorn, process_env
+
 
 def require_service(what: str, available: bool, why: str) -> None:
     """Skip with a clear reason when a server is missing; fail instead under .ci/run, which starts them."""
@@ -15,7 +19,7 @@ def require_service(what: str, available: bool, why: str) -> None:
     pytest.skip(f"needs {what}: {why} (.ci/run starts one)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postgres() -> None:
     """This run's database is PostgreSQL."""
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -32,3 +36,39 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         require_service("Redis", False, f"{url} does not answer: {exc}")
     return url
+
+
+@pytest.fixture
+def plugs(db):
+    """Three simulated plugs, each behind its own socket row (`plug-0` … `plug-2`), stopped after the test."""
+    servers = [SimulatorServer(plug=PlugSimulator()).start() for _ in range(3)]
+    try:
+        yield {socket_create(name=f"plug-{n}", address=server.url).name: server.plug for n, server in enumerate(servers)}
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def start_web(transactional_db, socket):
+    """Start gunicorn (4 workers × 4 threads) on this run's database with extra environment; returns its API base URL.
+
+    Every server is stopped before the test database is flushed.
+    """
+    servers = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        servers.append(gunicorn(port=port, workers=4, threads=4, env=process_env(**env)))
+        return f"http://127.0.0.1:{port}/api"
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def web(start_web) -> str:
+    return start_web()
