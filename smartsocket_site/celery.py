@@ -21,7 +21,7 @@ class EmbeddedTransport(filesystem.Transport):
 
     class Channel(filesystem.Channel):
         def _put(self, queue, payload, **kwargs):
-            name = f"{int(filesystem.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+            name = f"{int(filesystem.monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"  # sorts oldest first
             staging = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.tmp")  # never matches `.<queue>.msg`
             with open(staging, "wb") as file:
                 file.write(filesystem.str_to_bytes(filesystem.dumps(payload)))

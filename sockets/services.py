@@ -123,7 +123,13 @@ def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
 
 def _socket_mark_seen(*, socket: Socket, observed: str) -> None:
     socket.observed_power, socket.is_online, socket.last_seen_at, socket.last_error = observed, True, timezone.now(), ""
-    socket.save(update_fields=["observed_power", "is_online", "last_seen_at", "last_error"])
+    fields = ["observed_power", "is_online", "last_seen_at", "last_error"]
+    if observed == PowerState.ON:  # sample at the ON pace from now on, not after the slower OFF interval
+        first = socket.last_seen_at + timedelta(seconds=socket_sample_interval(socket=socket, on=True))
+        if socket.next_sample_at is None or socket.next_sample_at > first:
+            socket.next_sample_at = first
+            fields.append("next_sample_at")
+    socket.save(update_fields=fields)
 
 
 def socket_set_emergency(*, socket: Socket, stopped: bool, by: str = "") -> Socket:
@@ -257,10 +263,15 @@ def socket_poll(*, socket_id: int) -> SocketPoll | None:
 
 
 def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str) -> None:
-    """Give the lease back and set when the next sample is due; record online or offline."""
+    """Give the lease back and set when the next sample is due; record online or offline.
+
+    The next sample is due one interval after this one was due, not after it finished,
+    so the beat tick and the queue's latency do not stretch the interval.
+    """
     now = timezone.now()
-    interval = socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON)
-    fields = {"monitor_claimed_until": None, "next_sample_at": now + timedelta(seconds=interval)}
+    interval = timedelta(seconds=socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON))
+    due = socket.next_sample_at + interval if socket.next_sample_at is not None else now + interval
+    fields = {"monitor_claimed_until": None, "next_sample_at": due if due > now else now + interval}
     if on is None:
         fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
     else:
