@@ -85,9 +85,11 @@ def server_state_json(*, socket: Socket | None, instances: QuerySet[Instance]) -
     """`{"server": {...}, "instances": {id: instance}}`, one instance at a time; the server part is `socket`'s or the default's."""
     encode = DjangoJSONEncoder().encode
     yield '{"server": ' + encode(server_status(socket=socket or socket_get())) + ', "instances": {'
+    context = {"currents": []}
+    serializer = _ReportInstanceSerializer(context=context)  # one for all rows: its fields are built once
     for index, (instance, currents) in enumerate(instances_with_currents(instances=instances)):
-        data = _ReportInstanceSerializer(instance, context={"currents": currents}).data
-        yield ("," if index else "") + encode(instance.pk) + ": " + encode(data)
+        context["currents"] = currents
+        yield ("," if index else "") + encode(instance.pk) + ": " + encode(serializer.to_representation(instance))
     yield "}}\n"
 
 
