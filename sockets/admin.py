@@ -68,6 +68,10 @@ class ReadOnlyAdmin(CsvExportMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        """Every field: the detail page is a display, no form field is even built."""
+        return [*self.readonly_fields, *(f.name for f in self.model._meta.fields if f.name not in self.readonly_fields)]
+
 
 def admin_url(model, pk) -> str:
     """The admin change page of the `model` row with primary key `pk`, without loading it."""
