@@ -112,6 +112,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TZ_NAME", "UTC")
 USE_I18N = True
 USE_TZ = True
+FORMAT_MODULE_PATH = ["smartsocket_site.formats"]  # the admin shows times to the second
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
