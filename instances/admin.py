@@ -203,7 +203,7 @@ class InstanceAdmin(ReadOnlyAdmin):
     """Every holder ever: when it ran, why it stopped, what it consumed. Search by instance id."""
 
     list_display = ("id", "socket_link", "started_at", "stopped_at", "duration", "stop_reason", "energy_wh",
-                    "triggered_power_on", "triggered_power_off", "period_link", "client_label", "deleted")
+                    "switched_on", "switched_off", "period_link", "client_label", "deleted")
     list_filter = ("socket", RunningFilter, "stop_reason", "triggered_power_on", "triggered_power_off", DeletedFilter)
     list_select_related = ("socket", "power_period")
     date_hierarchy = "started_at"
@@ -254,6 +254,14 @@ class InstanceAdmin(ReadOnlyAdmin):
                              **({"taken_at__lte": instance.stopped_at.isoformat()} if instance.stopped_at else {}))
         peak = "-" if figures["peak"] is None else f"{figures['peak']:g}"
         return format_html('{} (<a href="{}">{} samples</a>)', peak, url, figures["count"])
+
+    @admin.display(description="switched on", boolean=True, ordering="triggered_power_on")
+    def switched_on(self, instance: Instance) -> bool:
+        return instance.triggered_power_on
+
+    @admin.display(description="switched off", boolean=True, ordering="triggered_power_off")
+    def switched_off(self, instance: Instance) -> bool:
+        return instance.triggered_power_off
 
     @admin.display(description="deleted", boolean=True, ordering="deleted_at")
     def deleted(self, instance: Instance) -> bool:
