@@ -133,6 +133,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "smartsocket_site.api.api_exception_handler",
     # `format` is the download's own argument (json/csv), not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
+    # OPTIONS answers 405 like any other unsupported method (DRF's metadata needs querysets we do not have).
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -141,6 +143,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "PREPROCESSING_HOOKS": ["smartsocket_site.api.schema_without_slash_twins"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "smartsocket_site.schema.document_errors_and_access"],
 }
 
 # Devices

@@ -61,17 +61,17 @@ class InstanceSerializer(serializers.ModelSerializer):
     socket = serializers.SlugRelatedField(slug_field="name", read_only=True)
     energy = serializers.JSONField(source="energy_at_start")
     amperagePerSecond = serializers.SerializerMethodField()
-    emergencyStopTimeout = serializers.IntegerField(source="emergency_stop_timeout_ms")
+    emergencyStopTimeout = serializers.IntegerField(source="emergency_stop_timeout_ms", allow_null=True)
     startTimestamp = serializers.DateTimeField(source="started_at")
-    stopTimestamp = serializers.DateTimeField(source="stopped_at")
-    powerOnTimestamp = serializers.DateTimeField(source="power_on_at")
-    powerOffTimestamp = serializers.DateTimeField(source="power_off_at")
+    stopTimestamp = serializers.DateTimeField(source="stopped_at", allow_null=True)
+    powerOnTimestamp = serializers.DateTimeField(source="power_on_at", allow_null=True)
+    powerOffTimestamp = serializers.DateTimeField(source="power_off_at", allow_null=True)
     isEmergencyStopped = serializers.BooleanField(source="is_emergency_stopped")
     isManuallyStopped = serializers.BooleanField(source="is_manually_stopped")
     isRunning = serializers.BooleanField(source="is_running")
     stopReason = serializers.CharField(source="stop_reason", allow_null=True)
-    deadline = serializers.DateTimeField(source="deadline_at")
-    energyConsumedWh = serializers.FloatField(source="energy_consumed_wh")
+    deadline = serializers.DateTimeField(source="deadline_at", allow_null=True)
+    energyConsumedWh = serializers.FloatField(source="energy_consumed_wh", allow_null=True)
     triggeredPowerOn = serializers.BooleanField(source="triggered_power_on")
     triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
     label = serializers.CharField(source="client_label")
@@ -108,3 +108,9 @@ class StopOutputSerializer(serializers.Serializer):
 
 class InstanceOutputSerializer(serializers.Serializer):
     instance = InstanceSerializer(source="*")
+
+
+class InstanceListOutputSerializer(serializers.Serializer):
+    """`GET /api/instance` without an id (schema only)."""
+
+    instances = InstanceSerializer(many=True)

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,6 +30,7 @@ from ..services import (
 from .serializers import (
     DownloadInputSerializer,
     InstanceIdSerializer,
+    InstanceListOutputSerializer,
     InstanceOutputSerializer,
     InstanceSerializer,
     RenewInputSerializer,
@@ -100,7 +101,9 @@ class InstanceViewSet(viewsets.GenericViewSet):
         result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request))
         return Response(StartOutputSerializer(result).data)
 
-    @extend_schema(parameters=[INSTANCE_ID], responses=InstanceOutputSerializer)
+    @extend_schema(parameters=[INSTANCE_ID], responses=PolymorphicProxySerializer(
+        component_name="InstanceOrList", serializers=[InstanceOutputSerializer, InstanceListOutputSerializer], resource_type_field_name=None,
+    ))  # without an id: every visible instance
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         instance_id = instance_id_of(request, pk)
         if instance_id is None:
@@ -112,7 +115,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
         instance_id = required_instance_id(request, pk)
         return Response(StopOutputSerializer(instance_stop(instance_id=instance_id)).data)
 
-    @extend_schema(parameters=[INSTANCE_ID], responses=StopOutputSerializer)
+    @extend_schema(parameters=[INSTANCE_ID], responses={200: StopOutputSerializer})  # 200 with a body, not 204
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         instance_id = required_instance_id(request, pk)
         return Response(StopOutputSerializer(instance_delete(instance_id=instance_id)).data)
@@ -160,7 +163,10 @@ class ServerViewSet(viewsets.GenericViewSet):
     def status(self, request: Request) -> Response:
         return Response(server_status(socket=socket_get(name=validated(SocketArgSerializer, request).get("socket"))))
 
-    @extend_schema(parameters=[DownloadInputSerializer], responses={(200, "application/json"): bytes, (200, "text/csv"): bytes})
+    @extend_schema(parameters=[DownloadInputSerializer], responses={
+        (200, "application/json"): {"type": "object", "properties": {"server": {"type": "object"}, "instances": {"type": "object"}}, "required": ["server", "instances"]},
+        (200, "text/csv"): bytes,
+    })
     def download(self, request: Request) -> StreamingHttpResponse:
         args = validated(DownloadInputSerializer, request)
         socket = socket_get(name=args["socket"]) if "socket" in args else None

@@ -8,10 +8,10 @@ class SocketSerializer(serializers.ModelSerializer):
     observedPower = serializers.CharField(source="observed_power")
     desiredPower = serializers.CharField(source="desired_power")
     isOnline = serializers.BooleanField(source="is_online")
-    lastSeenAt = serializers.DateTimeField(source="last_seen_at")
+    lastSeenAt = serializers.DateTimeField(source="last_seen_at", allow_null=True)
     lastError = serializers.CharField(source="last_error")
     isEmergencyStopped = serializers.BooleanField(source="is_emergency_stopped")
-    emergencyStoppedAt = serializers.DateTimeField(source="emergency_stopped_at")
+    emergencyStoppedAt = serializers.DateTimeField(source="emergency_stopped_at", allow_null=True)
     deviceName = serializers.CharField(source="device_name")
     runningInstances = serializers.IntegerField(source="running_instances", help_text="Number of running instances.")
 
@@ -29,7 +29,7 @@ class PowerPeriodSerializer(serializers.ModelSerializer):
     powerOnAt = serializers.DateTimeField(source="power_on_at")
     powerOnBy = serializers.CharField(source="power_on_by")
     powerOnCause = serializers.CharField(source="power_on_cause")
-    powerOffAt = serializers.DateTimeField(source="power_off_at")
+    powerOffAt = serializers.DateTimeField(source="power_off_at", allow_null=True)
     powerOffBy = serializers.CharField(source="power_off_by")
     powerOffCause = serializers.CharField(source="power_off_cause")
 
