@@ -3,7 +3,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -59,11 +59,11 @@ def socket_read_energy(*, socket: Socket) -> EnergyReading:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
 
 
-def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None) -> EnergySample:
+def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None, taken_at: datetime | None = None) -> EnergySample:
     """Store a reading, with the relay state read with it (else the one last confirmed for the socket)."""
     return EnergySample.objects.create(
         socket=socket,
-        taken_at=timezone.now(),
+        taken_at=taken_at or timezone.now(),
         is_on=is_on if is_on is not None else {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
         power_w=reading.power_w,
         apparent_power_va=reading.apparent_power_va,
@@ -250,7 +250,9 @@ def socket_poll(*, socket_id: int) -> SocketPoll | None:
     try:
         driver = socket_driver(socket=socket)
         on = driver.get_power()
-        energy_sample_record(socket=socket, reading=driver.read_energy(), is_on=on)
+        reading = driver.read_energy()
+        # Stamped when read: the insert may wait for a stop that switches the relay meanwhile.
+        energy_sample_record(socket=socket, reading=reading, is_on=on, taken_at=timezone.now())
     except DeviceError as exc:
         logger.warning("monitor: %s unreachable: %s", socket.name, exc)
         error = str(exc)[:255]

@@ -1,6 +1,7 @@
 """A real web (gunicorn), Celery worker and beat on the test database, with the simulated plug:
 what a user sees of the background work. Embedded broker always; Redis when REDIS_URL names a server."""
 import time
+from datetime import timedelta
 
 import pytest
 import requests
@@ -58,17 +59,17 @@ def test_samples_appear_on_schedule(stack, socket, plug):
     samples = list(EnergySample.objects.filter(socket=socket, is_on=True).order_by("taken_at"))
     gaps = [(b.taken_at - a.taken_at).total_seconds() for a, b in zip(samples, samples[1:])]
     assert len(samples) >= 5, f"{len(samples)} samples in 3.2 s while ON every 0.5 s"
-    assert all(0.3 <= gap <= 1.0 for gap in gaps[1:]), gaps
+    # Each sample is due one interval after the last was due, so a late one is caught up on.
+    assert all(0.1 <= gap <= 1.0 for gap in gaps[1:]) and 0.4 <= sum(gaps[1:]) / len(gaps[1:]) <= 0.7, gaps
     assert all(sample.power_w > 0 and sample.current_a > 0 for sample in samples)
     assert len(instance_json(stack, instance["id"])["amperagePerSecond"]) >= 5
 
     requests.put(f"{stack.api}/instance/{instance['id']}", timeout=10).raise_for_status()
-    time.sleep(0.5)  # let a poll that was under way finish
-    since = time.time()
-    time.sleep(3.2)
-    off_samples = EnergySample.objects.filter(socket=socket, taken_at__gt=Instance.objects.get().stopped_at)
-    assert 1 <= off_samples.filter(is_on=False).count() <= 4, "while OFF the socket is sampled every 1.5 s"
-    assert since and not off_samples.filter(is_on=True).exists()
+    time.sleep(3.5)
+    # From 0.3 s after the stop: a poll under way may have read the relay just before it switched.
+    off_samples = EnergySample.objects.filter(socket=socket, taken_at__gt=Instance.objects.get().stopped_at + timedelta(seconds=0.3))
+    assert 1 <= off_samples.count() <= 3, "while OFF the socket is sampled every 1.5 s"
+    assert not off_samples.filter(is_on=True).exists()
     socket.refresh_from_db()
     assert socket.is_online and socket.last_seen_at is not None
 
@@ -78,6 +79,7 @@ def test_deadline_stops_instance_and_powers_off_within_one_second(stack, socket,
     deadline = Instance.objects.get(pk=instance["id"]).deadline_at.timestamp()
     switched_off = eventually(lambda: off_at(plug), 5, "the plug powered off after the deadline")
     assert 0 <= switched_off - deadline <= 1.0, f"powered off {switched_off - deadline:.3f} s after the deadline"
+    eventually(lambda: not Instance.objects.get(pk=instance["id"]).is_running, 2, "the stop committed")  # after the relay switched
     stopped = instance_json(stack, instance["id"])
     assert stopped["stopReason"] == "timeout" and not stopped["isRunning"] and stopped["triggeredPowerOff"]
     period = PowerPeriod.objects.get(socket=socket)
@@ -100,7 +102,7 @@ def test_callback_reaches_receiver_after_its_duration(stack, socket, plug, recei
     assert body["instance"]["id"] == instance_id and not body["instance"]["isRunning"] and body["instance"]["stopReason"] == "requested"
     assert instance_id in body["message"]
     assert not plug.is_on
-    assert Callback.objects.filter(delivered_at=None).count() == 0
+    eventually(lambda: not Callback.objects.filter(delivered_at=None).exists(), 2, "both callbacks recorded as delivered")
 
 
 def test_button_press_marks_running_instances_manually_stopped(stack, socket, plug):
@@ -129,7 +131,7 @@ def test_deadline_and_callback_due_while_worker_was_down_are_honoured_on_restart
     stack.start_background()
     switched_off = eventually(lambda: off_at(plug), 5, "the overdue deadline was enforced after the restart")
     assert switched_off >= restarted
-    assert Instance.objects.get(pk=instance["id"]).stop_reason == StopReason.TIMEOUT
+    eventually(lambda: Instance.objects.get(pk=instance["id"]).stop_reason == StopReason.TIMEOUT, 2, "stopped by its deadline")
     (at, _path, body), = receiver.wait_for_calls(1, timeout=5)
     assert body == {"waiting": False} and at >= restarted
 
@@ -147,6 +149,6 @@ def test_device_outage_during_a_stop_ends_with_the_plug_off_once_it_is_back(stac
     plug.clear_fault()
     switched_off = eventually(lambda: off_at(plug), 6, "reconcile powered the plug off once the device was back")
     assert switched_off >= back
-    period = PowerPeriod.objects.get(socket=socket)
+    period = eventually(lambda: PowerPeriod.objects.filter(socket=socket).exclude(power_off_at=None).first(), 2, "the period closed")
     assert (period.power_off_by, period.power_off_cause) == ("<timeout>", "timeout")
     eventually(lambda: Socket.objects.filter(pk=socket.pk, observed_power=PowerState.OFF, is_online=True).exists(), 3, "the socket is seen OFF and online")
