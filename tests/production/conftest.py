@@ -1,5 +1,6 @@
-"""Fixtures of the production-topology tests: PostgreSQL and Redis guards, gunicorn, several plugs."""
+"""Fixtures of the production-topology tests: PostgreSQL and Redis guards, gunicorn, several plugs, the whole stack."""
 import os
+import time
 
 import pytest
 import redis
@@ -7,6 +8,8 @@ from django.conf import settings
 
 from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
+from tests.background.conftest import Stack
+from tests.background.receiver import CallbackReceiver
 from tests.processes import free_port, gunicorn, process_env
 
 
@@ -72,3 +75,32 @@ def start_web(transactional_db, socket):
 @pytest.fixture
 def web(start_web) -> str:
     return start_web()
+
+
+@pytest.fixture
+def production_stack(postgres, redis_url, transactional_db, socket, simulator) -> Stack:
+    """gunicorn + Celery worker + beat on PostgreSQL with the Redis broker; the default socket is `simulator`."""
+    stack = Stack(broker="redis", plug_url=simulator.url)
+    try:
+        yield stack.start()
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def receiver():
+    with CallbackReceiver() as receiver:
+        yield receiver
+
+
+def eventually(check, timeout: float, what: str):
+    """Poll `check` until it returns something truthy, and return that; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.2f}s: {what}")
+        time.sleep(0.05)
+    return result
