@@ -2,7 +2,6 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from smartsocket_site.access import callback_url_allowed
 from sockets.drivers import EnergyReading
 from sockets.exceptions import InvalidParameter, SocketDeviceError, SocketEmergencyStopped, SocketPowerFailed
 from sockets.models import PowerCause, Socket
@@ -409,9 +409,9 @@ def _callback_planned_stop(*, callback: Callback) -> dict:
 
 
 def _callback_put(*, url: str, payload: dict) -> None:
-    """PUT the JSON payload; http(s) only, no redirects followed, short timeouts. Raises CallbackFailed."""
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise CallbackFailed(f"not an http(s) URL: {url[:100]}", permanent=True)
+    """PUT the JSON payload; allowed http(s) URLs only, no redirects followed, short timeouts. Raises CallbackFailed."""
+    if not callback_url_allowed(url):  # checked again: the allow-list may have changed since the row was stored
+        raise CallbackFailed(f"not an allowed http(s) URL (SMARTSOCKET_CALLBACK_ALLOWED_*): {url[:100]}", permanent=True)
     timeout = settings.SMARTSOCKET_CALLBACK_TIMEOUT
     try:
         response = requests.put(url, json=payload, timeout=(timeout, timeout), allow_redirects=False)

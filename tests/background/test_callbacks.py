@@ -82,11 +82,17 @@ def test_redirects_are_not_followed_and_unreachable_receivers_are_retried(api, r
 
 
 @pytest.mark.django_db
-def test_only_http_urls_are_called(receiver):
+def test_only_allowed_http_urls_are_called(receiver, settings):
     callback = Callback.objects.create(kind=CallbackKind.WAIT, url="file:///etc/passwd", due_at=timezone.now(), payload={})
     assert deliver_callback(callback.pk) is False
     callback.refresh_from_db()
     assert callback.failed_at is not None and "http" in callback.last_error and callback.attempts == 1
+
+    stored = Callback.objects.create(kind=CallbackKind.WAIT, url=receiver.url(), due_at=timezone.now(), payload={})
+    settings.SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS = ["10.0.0.0/8"]  # the allow-list changed after the row was stored
+    assert deliver_callback(stored.pk) is False
+    stored.refresh_from_db()
+    assert stored.failed_at is not None and "allowed" in stored.last_error and not receiver.calls
 
 
 @pytest.mark.django_db
