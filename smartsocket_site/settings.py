@@ -193,6 +193,11 @@ if CELERY_BROKER_URL.startswith("embedded://"):
         "control_folder": str(SMARTSOCKET_BROKER_DIR / "control"),
     }
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False  # no broadcast on a folder of files
+else:
+    # Deadline and callback timers are sent with an ETA up to SMARTSOCKET_MAX_TIMEOUT_MS ahead;
+    # Redis would redeliver them every visibility timeout. A message lost in a crash costs
+    # nothing: the beat sweeps find the work in the database.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SMARTSOCKET_MAX_TIMEOUT_MS // 1000 + 3600}
 CELERY_TASK_DEFAULT_QUEUE = env_str("SMARTSOCKET_CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

@@ -9,7 +9,7 @@ import requests
 from instances.models import Callback, Instance, StopReason
 from sockets.models import EnergySample, PowerPeriod, PowerState, Socket
 
-from .conftest import Stack
+from .stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
