@@ -8,7 +8,7 @@ from django.conf import settings
 
 from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
-from tests.background.conftest import Stack
+from tests.background.stack import Stack
 from tests.background.receiver import CallbackReceiver
 from tests.processes import free_port, gunicorn, process_env
 
