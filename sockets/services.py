@@ -323,34 +323,55 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
 
     Switching opens or closes the power period in the name of whoever decided the change
     (`desired_by`/`desired_cause`, e.g. `<timeout>`); a device already there is marked seen
-    and its period made to match. A failure counts an attempt and backs off (1, 2, 4 … s,
-    at most SMARTSOCKET_RECONCILE_BACKOFF_MAX) in the database; `force` ignores the backoff.
+    and its period made to match. The device is probed without the lock first, so a dead
+    plug never holds it. A failure counts an attempt and backs off (1, 2, 4 … s, at most
+    SMARTSOCKET_RECONCILE_BACKOFF_MAX) in the database; `force` ignores the backoff.
     """
+    socket = Socket.objects.get(pk=socket_id)
+    state = _socket_reconcile_state(socket=socket, force=force)
+    if state is not None:
+        return state
+    try:
+        socket_driver(socket=socket).get_power()
+    except DeviceError as exc:
+        return _socket_reconcile_failed(socket=socket, error=exc)
     error = None
     with transaction.atomic():
         socket = socket_lock(socket_id=socket_id)
-        desired = socket.desired_power
-        if socket.observed_power == desired and socket.reconcile_attempts == 0:
-            return ReconcileResult(socket_id=socket_id, action="none", desired=desired)
-        if not force and socket.reconcile_next_at is not None and socket.reconcile_next_at > timezone.now():
-            return ReconcileResult(socket_id=socket_id, action="not_due", desired=desired)
+        state = _socket_reconcile_state(socket=socket, force=True)
+        if state is not None:  # settled meanwhile by a command or another reconcile
+            return state
         by, cause = socket.desired_by or "<reconcile>", socket.desired_cause or PowerCause.RECONCILE
         try:
-            action = _socket_drive(socket=socket, on=desired == PowerState.ON, by=by, cause=cause)
+            action = _socket_drive(socket=socket, on=socket.desired_power == PowerState.ON, by=by, cause=cause)
         except (DeviceError, SocketDeviceError, SocketPowerFailed) as exc:
             error = exc
         else:
             socket.reconcile_attempts, socket.reconcile_next_at = 0, None
             socket.save(update_fields=["reconcile_attempts", "reconcile_next_at"])
-    if error is None:
-        logger.info("reconcile: %s %s %s (for %s, %s)", socket.name, action, desired, by, cause)
-        return ReconcileResult(socket_id=socket_id, action=action, desired=desired)
+    if error is not None:
+        return _socket_reconcile_failed(socket=socket, error=error)
+    logger.info("reconcile: %s %s %s (for %s, %s)", socket.name, action, socket.desired_power, by, cause)
+    return ReconcileResult(socket_id=socket_id, action=action, desired=socket.desired_power)
+
+
+def _socket_reconcile_state(*, socket: Socket, force: bool) -> ReconcileResult | None:
+    """"none" when the socket is settled, "not_due" while backing off; None when there is work."""
+    if socket.observed_power == socket.desired_power and socket.reconcile_attempts == 0:
+        return ReconcileResult(socket_id=socket.pk, action="none", desired=socket.desired_power)
+    if not force and socket.reconcile_next_at is not None and socket.reconcile_next_at > timezone.now():
+        return ReconcileResult(socket_id=socket.pk, action="not_due", desired=socket.desired_power)
+    return None
+
+
+def _socket_reconcile_failed(*, socket: Socket, error: Exception) -> ReconcileResult:
+    """Count the attempt, back off exponentially, and record the fault."""
     attempts = socket.reconcile_attempts + 1
     delay = min(2 ** (attempts - 1), settings.SMARTSOCKET_RECONCILE_BACKOFF_MAX)
-    socket_record_fault(socket_id=socket_id, error=error)
-    Socket.objects.filter(pk=socket_id).update(reconcile_attempts=attempts, reconcile_next_at=timezone.now() + timedelta(seconds=delay))
-    logger.warning("reconcile: %s not driven %s (attempt %d, next in %gs): %s", socket.name, desired, attempts, delay, error)
-    return ReconcileResult(socket_id=socket_id, action="failed", desired=desired)
+    socket_record_fault(socket_id=socket.pk, error=error)
+    Socket.objects.filter(pk=socket.pk).update(reconcile_attempts=attempts, reconcile_next_at=timezone.now() + timedelta(seconds=delay))
+    logger.warning("reconcile: %s not driven %s (attempt %d, next in %gs): %s", socket.name, socket.desired_power, attempts, delay, error)
+    return ReconcileResult(socket_id=socket.pk, action="failed", desired=socket.desired_power)
 
 
 def _socket_drive(*, socket: Socket, on: bool, by: str, cause: str) -> str:
