@@ -197,7 +197,7 @@ else:
     # Deadline and callback timers are sent with an ETA up to SMARTSOCKET_MAX_TIMEOUT_MS ahead;
     # Redis would redeliver them every visibility timeout. A message lost in a crash costs
     # nothing: the beat sweeps find the work in the database.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SMARTSOCKET_MAX_TIMEOUT_MS // 1000 + 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SMARTSOCKET_MAX_TIMEOUT_MS // 1000 + 3600, "socket_connect_timeout": 3}
 CELERY_TASK_DEFAULT_QUEUE = env_str("SMARTSOCKET_CELERY_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
