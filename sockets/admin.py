@@ -92,7 +92,7 @@ def changelist_url(model, **filters) -> str:
 
 
 def duration_text(start: datetime | None, stop: datetime | None) -> str:
-    """`1:02:03` (h:mm:ss), `… running` while open."""
+    """`1:02:03` (h:mm:ss), or `running` while the span is open."""
     if start is None:
         return "-"
     if stop is None:
