@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from .exceptions import SocketNotFound
 from .models import EnergySample, PowerPeriod, Socket
@@ -61,5 +61,7 @@ def socket_list_due_for_sample(*, now: datetime) -> QuerySet[Socket]:
 
 
 def socket_list_to_reconcile(*, now: datetime) -> QuerySet[Socket]:
-    """Sockets whose relay is not known to be where the database says, and whose backoff has run out."""
-    return Socket.objects.exclude(observed_power=F("desired_power")).filter(Q(reconcile_next_at=None) | Q(reconcile_next_at__lte=now))
+    """Sockets not known to be where the database says (relay or power period), whose backoff has run out."""
+    open_period = Exists(PowerPeriod.objects.filter(socket=OuterRef("pk"), power_off_at=None))
+    unsettled = ~Q(observed_power=F("desired_power")) | Q(open_period=True, desired_power="OFF") | Q(open_period=False, desired_power="ON")
+    return Socket.objects.alias(open_period=open_period).filter(unsettled).filter(Q(reconcile_next_at=None) | Q(reconcile_next_at__lte=now))

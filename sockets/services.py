@@ -286,8 +286,9 @@ def socket_detect_change(*, socket: Socket) -> str | None:
 
     Requires the socket lock. A manual change is only recognised from a settled socket
     (observed == desired): an UNKNOWN or unsettled state follows a failed command, an
-    outage or a restart, and is reconcile's to settle. None: no difference (a concurrent
-    command got there first) or the device did not answer.
+    outage or a restart, and is reconcile's to settle, as is ON by hand on an
+    emergency-stopped socket. None: no difference (a concurrent command got there first)
+    or the device did not answer.
     """
     try:
         on = socket_driver(socket=socket).get_power()
@@ -296,8 +297,10 @@ def socket_detect_change(*, socket: Socket) -> str | None:
     power = PowerState.ON if on else PowerState.OFF
     if power == socket.observed_power:
         return None
-    if socket.observed_power != PowerState.UNKNOWN and socket.observed_power == socket.desired_power:
+    settled = socket.observed_power != PowerState.UNKNOWN and socket.observed_power == socket.desired_power
+    if settled and not (on and socket.is_emergency_stopped):  # the emergency lock holds until recover
         return SocketChange.MANUAL_ON if on else SocketChange.MANUAL_OFF
+    _socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
     return SocketChange.RECONCILE
 
 
@@ -357,7 +360,8 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
 
 def _socket_reconcile_state(*, socket: Socket, force: bool) -> ReconcileResult | None:
     """"none" when the socket is settled, "not_due" while backing off; None when there is work."""
-    if socket.observed_power == socket.desired_power and socket.reconcile_attempts == 0:
+    period_open = power_period_get_open(socket=socket) is not None
+    if socket.observed_power == socket.desired_power and period_open == (socket.desired_power == PowerState.ON) and socket.reconcile_attempts == 0:
         return ReconcileResult(socket_id=socket.pk, action="none", desired=socket.desired_power)
     if not force and socket.reconcile_next_at is not None and socket.reconcile_next_at > timezone.now():
         return ReconcileResult(socket_id=socket.pk, action="not_due", desired=socket.desired_power)

@@ -139,3 +139,14 @@ def test_an_unknown_state_after_a_failed_command_is_not_taken_for_a_manual_chang
     assert plug.is_on, "reconcile drove it back ON for the running instance"
     assert Socket.objects.get(pk=socket.pk).observed_power == PowerState.ON
     assert not Instance.objects.filter(stop_reason=StopReason.MANUAL).exists()
+
+
+@pytest.mark.django_db
+def test_switching_on_by_hand_during_an_emergency_stop_is_undone(socket, plug, api):
+    assert api.post("/api/emergency-stop").status_code == 200
+    monitor_socket(socket.pk)
+    plug.press_button()
+    make_due(socket)
+    assert monitor_socket(socket.pk) == "reconcile"
+    assert not plug.is_on and not PowerPeriod.objects.filter(power_off_at=None).exists()
+    assert Socket.objects.get(pk=socket.pk).desired_power == PowerState.OFF

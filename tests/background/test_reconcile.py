@@ -4,6 +4,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from instances.models import Instance
+from instances.tasks import enforce_deadlines
 from sockets.models import PowerPeriod, PowerState, Socket
 from sockets.tasks import reconcile_socket, reconcile_sockets
 
@@ -55,3 +57,18 @@ def test_a_plug_found_on_with_nothing_running_is_switched_off(socket, plug):
     plug.press_button()
     assert reconcile_socket(socket.pk) == "switched"
     assert not plug.is_on and not PowerPeriod.objects.exists()
+
+
+def test_a_power_period_left_open_is_closed_once_the_plug_is_seen_off(socket, plug, api, fast_device_timeouts):
+    instance_id = api.post("/api/instance", {"emergencyStopTimeout": 60000}).json()["instance"]["id"]
+    Instance.objects.filter(pk=instance_id).update(deadline_at=timezone.now())
+    plug.set_fault("refuse")
+    assert enforce_deadlines() == [instance_id]  # committed, the plug not reached
+    plug.clear_fault()
+    plug.press_button()  # whatever switched it: the plug is OFF now, as the database wants
+    Socket.objects.filter(pk=socket.pk).update(observed_power=PowerState.OFF)
+    assert reconcile_sockets() == 1, "an open period on a socket that must be OFF is unsettled"
+    assert reconcile_socket(socket.pk) == "confirmed"
+    period = PowerPeriod.objects.get()
+    assert (period.power_off_by, period.power_off_cause) == ("<timeout>", "timeout")
+    assert reconcile_sockets() == 0
