@@ -46,7 +46,7 @@ class TokenOrTrustedNetwork(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return (user is not None and user.is_authenticated and user.is_active) or client_is_trusted(request)
+        return (user is not None and user.is_authenticated) or client_is_trusted(request)
 
 
 def callback_url_allowed(url: str) -> bool:
