@@ -8,8 +8,8 @@ from django.conf import settings
 
 from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
-from tests.background.stack import Stack
 from tests.background.receiver import CallbackReceiver
+from tests.background.stack import Stack
 from tests.processes import free_port, gunicorn, process_env
 
 
@@ -53,28 +53,14 @@ def plugs(db):
 
 
 @pytest.fixture
-def start_web(transactional_db, socket):
-    """Start gunicorn (4 workers × 4 threads) on this run's database with extra environment; returns its API base URL.
-
-    Every server is stopped before the test database is flushed.
-    """
-    servers = []
-
-    def start(**env: str) -> str:
-        port = free_port()
-        servers.append(gunicorn(port=port, workers=4, threads=4, env=process_env(**env)))
-        return f"http://127.0.0.1:{port}/api"
-
+def web(transactional_db, socket) -> str:
+    """gunicorn (4 workers × 4 threads) on this run's database; its API base URL. Stopped before the database is flushed."""
+    port = free_port()
+    server = gunicorn(port=port, workers=4, threads=4, env=process_env())
     try:
-        yield start
+        yield f"http://127.0.0.1:{port}/api"
     finally:
-        for server in servers:
-            server.stop()
-
-
-@pytest.fixture
-def web(start_web) -> str:
-    return start_web()
+        server.stop()
 
 
 @pytest.fixture
