@@ -25,9 +25,11 @@ from sockets.services import (
     socket_poll,
     socket_power_off,
     socket_power_on,
+    socket_probe,
     socket_read_energy,
     socket_reconcile,
     socket_record_fault,
+    socket_set_desired,
     socket_set_emergency,
 )
 
@@ -155,12 +157,16 @@ def _instance_finish(*, socket: Socket, instance: Instance, reason: str) -> bool
     now = timezone.now()
     last = not instance_list_running(socket=socket).exclude(pk=instance.pk).exists()
     if last:
-        by = instance.pk if reason in (StopReason.REQUESTED, StopReason.DELETED) else f"<{reason}>"
-        socket_power_off(socket=socket, by=by, cause=reason)
+        socket_power_off(socket=socket, by=_power_off_by(instance=instance, reason=reason), cause=reason)
         instance.power_off_at = now
         instance.triggered_power_off = True
     _instance_mark_stopped(instance=instance, reason=reason, at=now)
     return last
+
+
+def _power_off_by(*, instance: Instance, reason: str) -> str:
+    """Who a power period is closed by: the instance for its own stop, else `<timeout>`, `<manual>`, …"""
+    return instance.pk if reason in (StopReason.REQUESTED, StopReason.DELETED) else f"<{reason}>"
 
 
 def _socket_sample_if_reachable(*, socket: Socket) -> None:
@@ -278,27 +284,41 @@ def instance_stop_overdue() -> list[str]:
 def _instance_stop_decided(*, instance_id: str, reason: str, due=None) -> StopResult | None:
     """A stop the service decided on its own: committed even if the device fails, which is then recorded.
 
+    The device is probed first, without the lock: one that does not answer is not waited
+    for under the lock (the stop only records the desired OFF; reconcile switches it later).
     None when the instance is gone, no longer running, or `due(instance)` is false under the lock.
     """
-    socket_id = Instance.objects.filter(pk=instance_id).values_list("socket_id", flat=True).first()
-    if socket_id is None:
+    instance = Instance.objects.select_related("socket").filter(pk=instance_id).first()
+    if instance is None or not instance.is_running:
         return None
-    device_error = None
+    reachable = socket_probe(socket=instance.socket)
+    device_error = None if reachable else SocketDeviceError(f"{instance.socket.name}: not answering", socket=instance.socket.name)
     with transaction.atomic():
-        socket = socket_lock(socket_id=socket_id)
+        socket = socket_lock(socket_id=instance.socket_id)
         instance = Instance.objects.select_related("socket").get(pk=instance_id)
         if not instance.is_running or (due is not None and not due(instance)):
             return None
-        try:
-            triggered = _instance_finish(socket=socket, instance=instance, reason=reason)
-        except (SocketDeviceError, SocketPowerFailed) as exc:
-            device_error, triggered = exc, True
-            instance.triggered_power_off = True  # the last holder: desired is OFF, reconcile completes it
-            _instance_mark_stopped(instance=instance, reason=reason, at=timezone.now())
+        if reachable:
+            try:
+                triggered = _instance_finish(socket=socket, instance=instance, reason=reason)
+            except (SocketDeviceError, SocketPowerFailed) as exc:
+                device_error = exc
+        if device_error is not None:
+            triggered = _instance_finish_without_device(socket=socket, instance=instance, reason=reason)
     if device_error is not None:
-        socket_record_fault(socket_id=socket_id, error=device_error)
+        socket_record_fault(socket_id=socket.pk, error=device_error)
         logger.warning("%s stop of %s committed; the device failed, reconcile takes over: %s", reason, instance_id, device_error)
     return StopResult(instance=instance, triggered_power_off=triggered)
+
+
+def _instance_finish_without_device(*, socket: Socket, instance: Instance, reason: str) -> bool:
+    """Stop a running instance under the socket lock; the last holder leaves OFF as reconcile's target."""
+    last = not instance_list_running(socket=socket).exclude(pk=instance.pk).exists()
+    if last:
+        socket_set_desired(socket=socket, on=False, by=_power_off_by(instance=instance, reason=reason), cause=reason)
+        instance.triggered_power_off = True
+    _instance_mark_stopped(instance=instance, reason=reason, at=timezone.now())
+    return last
 
 
 @dataclass(frozen=True)

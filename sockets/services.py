@@ -110,8 +110,7 @@ def power_period_close(*, socket: Socket, by: str, cause: str) -> PowerPeriod | 
 
 def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     wanted = PowerState.ON if on else PowerState.OFF
-    socket.desired_power, socket.desired_by, socket.desired_cause = wanted, by, cause
-    socket.save(update_fields=["desired_power", "desired_by", "desired_cause"])
+    socket_set_desired(socket=socket, on=on, by=by, cause=cause)
     try:
         reported = socket_driver(socket=socket).set_power(on)
     except DeviceError as exc:
@@ -119,6 +118,21 @@ def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     if reported != on:
         raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
     _socket_mark_seen(socket=socket, observed=wanted)
+
+
+def socket_set_desired(*, socket: Socket, on: bool, by: str, cause: str) -> None:
+    """Record the power the socket must have, for whom and why (reconcile's target). Requires the socket lock."""
+    socket.desired_power, socket.desired_by, socket.desired_cause = PowerState.ON if on else PowerState.OFF, by, cause
+    socket.save(update_fields=["desired_power", "desired_by", "desired_cause"])
+
+
+def socket_probe(*, socket: Socket) -> bool:
+    """Whether the device answers; ask it without the socket lock, so a dead plug never holds the lock."""
+    try:
+        socket_driver(socket=socket).get_power()
+    except DeviceError:
+        return False
+    return True
 
 
 def _socket_mark_seen(*, socket: Socket, observed: str) -> None:

@@ -1,12 +1,17 @@
 """Deadlines and lease renewal, in-process: the sweep and the per-instance task stop overdue instances."""
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from instances.models import Instance, StopReason
 from instances.tasks import enforce_deadline, enforce_deadlines
 from sockets.models import PowerPeriod, PowerState, Socket
+from sockets.services import socket_create
+from sockets.simulator import PlugSimulator, SimulatorServer
 from sockets.tasks import reconcile_socket
 
 pytestmark = pytest.mark.django_db
@@ -104,3 +109,24 @@ def test_a_timeout_during_an_outage_is_committed_and_reconcile_powers_off_later(
     period = PowerPeriod.objects.get()
     assert (period.power_off_by, period.power_off_cause) == ("<timeout>", "timeout")
     assert Socket.objects.get(pk=socket.pk).observed_power == PowerState.OFF
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deadline_on_a_hanging_plug_does_not_hold_up_another_socket(socket, plug, api, fast_device_timeouts):
+    with SimulatorServer(plug=PlugSimulator()) as other:
+        socket_create(name="other", address=other.url)
+        instance_id = start(api, emergencyStopTimeout=60000)
+        overdue(instance_id)
+        plug.set_fault("timeout")  # answers nothing until the 0.5 s read timeout
+        sweep = threading.Thread(target=lambda: (enforce_deadlines(), connection.close()))
+        sweep.start()
+        time.sleep(0.1)
+        began = time.monotonic()
+        response = api.post("/api/instance", {"socket": "other"})
+        took = time.monotonic() - began
+        sweep.join()
+        assert response.status_code == 200 and other.plug.is_on
+        assert took < 0.4, f"a start on another socket waited {took:.2f} s behind the hanging plug"
+    instance = Instance.objects.get(pk=instance_id)
+    assert instance.stop_reason == StopReason.TIMEOUT and instance.triggered_power_off
+    assert Socket.objects.get(pk=socket.pk).desired_power == PowerState.OFF
