@@ -3,6 +3,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from sockets.selectors import socket_list_due_for_sample
+from sockets.tasks import FANOUT_EXPIRES
 
 from .selectors import callback_list_due
 from .services import callback_deliver, instance_stop_overdue, instance_stop_timeout, socket_monitor
@@ -13,7 +14,7 @@ def monitor_sockets() -> int:
     """Beat tick: one monitor_socket task per socket whose sample is due, so a dead plug delays no other."""
     socket_ids = list(socket_list_due_for_sample(now=timezone.now()).values_list("pk", flat=True))
     for socket_id in socket_ids:
-        monitor_socket.delay(socket_id)
+        monitor_socket.apply_async((socket_id,), expires=FANOUT_EXPIRES)
     return len(socket_ids)
 
 
@@ -40,7 +41,7 @@ def deliver_callbacks() -> int:
     """Beat sweep: one deliver_callback task per callback due (also those that fell due while no worker ran)."""
     callback_ids = list(callback_list_due(now=timezone.now()).values_list("pk", flat=True))
     for callback_id in callback_ids:
-        deliver_callback.delay(callback_id)
+        deliver_callback.apply_async((callback_id,), expires=FANOUT_EXPIRES)
     return len(callback_ids)
 
 
