@@ -11,6 +11,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
 from sockets.admin import (
+    IsNullFilter,
     PowerPeriodAdmin,
     ReadOnlyAdmin,
     SocketAdmin,
@@ -158,30 +159,14 @@ class PowerPeriodAuditAdmin(PowerPeriodAdmin):
         return format_html('<a href="{}">{}</a>', changelist_url(Instance, power_period__id__exact=period.pk), period.holder_count)
 
 
-class RunningFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return [("running", "running"), ("stopped", "stopped")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("running", "stopped"):
-            return queryset.filter(stopped_at__isnull=self.value() == "running")
-        return queryset
+class RunningFilter(IsNullFilter):
+    title, parameter_name, field = "state", "state", "stopped_at"
+    when_null, when_set = ("running", "running"), ("stopped", "stopped")
 
 
-class DeletedFilter(admin.SimpleListFilter):
-    title = "deleted (hidden from the API)"
-    parameter_name = "deleted"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "deleted"), ("no", "visible")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(deleted_at__isnull=self.value() == "no")
-        return queryset
+class DeletedFilter(IsNullFilter):
+    title, parameter_name, field = "deleted (hidden from the API)", "deleted", "deleted_at"
+    when_null, when_set = ("no", "visible"), ("yes", "deleted")
 
 
 class CallbackInline(admin.TabularInline):

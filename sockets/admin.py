@@ -170,17 +170,25 @@ def with_meter_energy(queryset: QuerySet, *, start_ref: str, stop_ref: str) -> Q
     return queryset.annotate(meter_wh=(last - first) * 1000)
 
 
-class OpenPeriodFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "open"
+class IsNullFilter(admin.SimpleListFilter):
+    """Two choices on whether `field` is empty: `when_null` and `when_set`, each (value, label)."""
+
+    field = ""
+    when_null = ("yes", "empty")
+    when_set = ("no", "set")
 
     def lookups(self, request, model_admin):
-        return [("yes", "ON now (open)"), ("no", "closed")]
+        return [self.when_null, self.when_set]
 
     def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(power_off_at__isnull=self.value() == "yes")
+        if self.value() in (self.when_null[0], self.when_set[0]):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == self.when_null[0]})
         return queryset
+
+
+class OpenPeriodFilter(IsNullFilter):
+    title, parameter_name, field = "state", "open", "power_off_at"
+    when_null, when_set = ("yes", "ON now (open)"), ("no", "closed")
 
 
 class PowerPeriodAdmin(ReadOnlyAdmin):

@@ -124,3 +124,25 @@ def test_the_socket_list_counts_running_instances(admin_client):
 
     assert '<td class="field-running">1</td>' in page  # mixer: delta still runs
     assert '<td class="field-running">0</td>' in page  # the default socket
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("state=running", {"delta"}), ("state=stopped", {"alpha", "beta", "gamma"}),
+    ("deleted=yes", {"gamma"}), ("deleted=no", {"alpha", "beta", "delta"}),
+])
+def test_instance_filters_narrow_the_list(admin_client, query, expected):
+    history = make_history()
+    Instance.objects.filter(pk=history.instances["gamma"].pk).update(deleted_at=at(70))
+
+    content = admin_client.get(f"/admin/instances/instance/?{query}").content.decode()
+
+    shown = {name for name, instance in history.instances.items() if f"label-{instance.pk}" in content}
+    assert shown == expected
+
+
+def test_the_open_period_filter_shows_only_the_period_still_on(admin_client):
+    history = make_history()
+    open_periods = admin_client.get("/admin/sockets/powerperiod/?open=yes").context["cl"].result_list
+    closed = admin_client.get("/admin/sockets/powerperiod/?open=no").context["cl"].result_list
+    assert [p.pk for p in open_periods] == [p.pk for p in history.periods if p.power_off_at is None]
+    assert len(closed) == len(history.periods) - 1
