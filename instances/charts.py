@@ -11,7 +11,7 @@ from django.utils import timezone
 from sockets.models import Socket
 from sockets.selectors import energy_sample_list, power_period_list
 
-from .reports import instance_list_between
+from .selectors import instance_list_between
 
 WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 28, 12, 36

@@ -1,7 +1,10 @@
 """Reads of instances and the socket-wide status."""
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from sockets.models import Socket
@@ -32,10 +35,64 @@ def instance_list_running(*, socket: Socket) -> QuerySet[Instance]:
     return Instance.objects.filter(socket=socket, stopped_at=None).order_by("started_at", "pk")
 
 
-def instance_currents(*, instance: Instance) -> list[float]:
-    """The currents (A) sampled on the instance's socket while it ran (`amperagePerSecond`)."""
+def instance_list_between(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> QuerySet[Instance]:
+    """Instances (deleted ones too) that ran at some time in [since, until], oldest first."""
+    instances = instance_list(socket=socket, include_deleted=True)
+    if since is not None:
+        instances = instances.exclude(stopped_at__lt=since)
+    if until is not None:
+        instances = instances.filter(started_at__lte=until)
+    return instances
+
+
+@dataclass(frozen=True)
+class InstanceMeter:
+    """What the meter saw while an instance ran: currents (A) and energy consumed (Wh)."""
+
+    currents: list[float]
+    energy_consumed_wh: float | None
+
+
+def instance_meter(*, instance: Instance) -> InstanceMeter:
+    """The meter readings of the instance's socket while it ran (one query)."""
     samples = energy_sample_list(socket=instance.socket, since=instance.started_at, until=instance.stopped_at or timezone.now())
-    return list(samples.values_list("current_a", flat=True))
+    return _meter(instance=instance, readings=list(samples.values_list("current_a", "total_kwh")))
+
+
+def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Instance]:
+    """Each instance with its meter readings as `.meter`, in one pass and flat memory, whatever the history size.
+
+    Two cursors in the same order: the instances, and (instance id, current, total) rows
+    from a join of each instance with its socket's samples in [start, stop or now].
+    Instances created after `now` are left out of both, so the two streams stay aligned.
+    """
+    now = timezone.now()
+    instances = instances.select_related("socket").filter(started_at__lte=now).order_by("started_at", "pk")
+    # Both conditions in one filter() apply to the same joined sample row.
+    rows = instances.filter(
+        socket__samples__taken_at__gte=F("started_at"),
+        socket__samples__taken_at__lte=Coalesce("stopped_at", Value(now)),
+    ).order_by("started_at", "pk", "socket__samples__taken_at", "socket__samples__pk").values_list(
+        "pk", "socket__samples__current_a", "socket__samples__total_kwh"
+    )
+    row_stream = rows.iterator(chunk_size=2000)
+    pending = next(row_stream, None)
+    for instance in instances.iterator(chunk_size=200):
+        readings = []
+        while pending is not None and pending[0] == instance.pk:
+            readings.append(pending[1:])
+            pending = next(row_stream, None)
+        instance.meter = _meter(instance=instance, readings=readings)
+        yield instance
+
+
+def _meter(*, instance: Instance, readings: list[tuple[float, float]]) -> InstanceMeter:
+    """Stored energy once stopped; while running, the meter's count since the start snapshot."""
+    energy = instance.energy_consumed_wh
+    start_total = instance.energy_at_start.get("total")
+    if energy is None and instance.is_running and readings and start_total is not None:
+        energy = round(max(readings[-1][1] - start_total, 0.0) * 1000, 3)
+    return InstanceMeter(currents=[current for current, _total in readings], energy_consumed_wh=energy)
 
 
 def server_status(*, socket: Socket) -> dict:

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ..models import Instance
-from ..selectors import instance_currents
+from ..selectors import InstanceMeter, instance_meter
 
 MAX_SECONDS = settings.SMARTSOCKET_MAX_TIMEOUT_MS / 1000
 
@@ -71,7 +71,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     isRunning = serializers.BooleanField(source="is_running")
     stopReason = serializers.CharField(source="stop_reason", allow_null=True)
     deadline = serializers.DateTimeField(source="deadline_at", allow_null=True)
-    energyConsumedWh = serializers.FloatField(source="energy_consumed_wh", allow_null=True)
+    energyConsumedWh = serializers.SerializerMethodField()
     triggeredPowerOn = serializers.BooleanField(source="triggered_power_on")
     triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
     label = serializers.CharField(source="client_label")
@@ -88,7 +88,18 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_amperagePerSecond(self, instance: Instance) -> list[float]:
-        return instance_currents(instance=instance)
+        return self._meter(instance).currents
+
+    def get_energyConsumedWh(self, instance: Instance) -> float | None:
+        """Stored at stop; while running, what the meter counted so far."""
+        return self._meter(instance).energy_consumed_wh
+
+    @staticmethod
+    def _meter(instance: Instance) -> InstanceMeter:
+        # Lists and reports come with it attached by one pass over the samples (instance_list_with_meter).
+        if getattr(instance, "meter", None) is None:
+            instance.meter = instance_meter(instance=instance)
+        return instance.meter
 
     def to_representation(self, instance):
         data = super().to_representation(instance)

@@ -16,7 +16,7 @@ from sockets.selectors import socket_get
 from .. import reports
 from ..exceptions import InstanceIdMissing
 from ..models import CallbackKind
-from ..selectors import instance_get, instance_list, server_status
+from ..selectors import instance_get, instance_list, instance_list_with_meter, server_status
 from ..services import (
     callback_schedule,
     emergency_stop,
@@ -107,7 +107,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         instance_id = instance_id_of(request, pk)
         if instance_id is None:
-            return Response({"instances": InstanceSerializer(instance_list(), many=True).data})
+            return Response({"instances": InstanceSerializer(list(instance_list_with_meter(instances=instance_list())), many=True).data})
         return Response(InstanceOutputSerializer(instance_get(instance_id=instance_id)).data)
 
     @extend_schema(parameters=[INSTANCE_ID], request=None, responses=StopOutputSerializer)

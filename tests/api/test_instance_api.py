@@ -1,8 +1,13 @@
 """The seed's /api/instance calls: answers, rows and power history."""
+import time
+
 import pytest
 
 from instances.models import Instance, StopReason
 from sockets.models import PowerPeriod, PowerState
+from sockets.selectors import socket_get
+from sockets.services import energy_sample_record, socket_create, socket_read_energy
+from sockets.simulator import SimulatorServer
 
 pytestmark = pytest.mark.django_db
 
@@ -147,9 +152,7 @@ def test_list_shows_visible_instances(api, socket):
 
 
 def test_a_named_socket_is_used_and_an_unknown_one_is_404(api, socket, plug):
-    from sockets.services import socket_create
-
-    with __import__("sockets.simulator", fromlist=["SimulatorServer"]).SimulatorServer() as other:
+    with SimulatorServer() as other:
         socket_create(name="pump", address=other.url)
         body = start(api, socket="pump")
         assert body["instance"]["socket"] == "pump" and other.plug.is_on and not plug.is_on
@@ -161,7 +164,30 @@ def test_a_named_socket_is_used_and_an_unknown_one_is_404(api, socket, plug):
 def test_energy_consumed_comes_from_the_meter(api, socket, plug):
     plug.load_w = 36000  # 10 Wh per second, visible at Tasmota's 3 decimals of kWh
     instance_id = start(api)["instance"]["id"]
-    __import__("time").sleep(1.0)
+    time.sleep(1.0)
     stopped = api.put(f"/api/instance/{instance_id}").json()["instance"]
     assert 8 <= stopped["energyConsumedWh"] <= 30
     assert stopped["amperagePerSecond"] and max(stopped["amperagePerSecond"]) > 100
+
+
+def test_a_running_instance_reports_the_energy_counted_so_far(api, socket, plug):
+    plug.load_w = 36000  # 10 Wh per second
+    instance_id = start(api)["instance"]["id"]
+    assert api.get(f"/api/instance/{instance_id}").json()["instance"]["energyConsumedWh"] in (0.0, None)
+    time.sleep(1.0)
+    energy_sample_record(socket=socket_get(), reading=socket_read_energy(socket=socket_get()))  # what monitoring does
+    running = api.get(f"/api/instance/{instance_id}").json()["instance"]
+    assert running["isRunning"] and 8 <= running["energyConsumedWh"] <= 30
+
+
+def test_the_list_costs_no_query_per_instance(api, socket, django_assert_max_num_queries):
+    for _ in range(3):
+        start(api)
+    with django_assert_max_num_queries(4):
+        few = api.get("/api/instance").json()["instances"]
+    for _ in range(12):
+        start(api)
+    with django_assert_max_num_queries(4):
+        many = api.get("/api/instance").json()["instances"]
+    assert (len(few), len(many)) == (3, 15)
+    assert all(i["amperagePerSecond"] for i in many[:-1])  # each saw the later starts' samples
