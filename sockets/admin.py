@@ -109,10 +109,16 @@ class SocketForm(forms.ModelForm):
         help_text="Leave blank to keep the stored password.",
     )
     clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    sample_interval_on = forms.FloatField(
+        required=False, min_value=0.5, max_value=86400, help_text="Seconds between samples while ON; empty = SMARTSOCKET_SAMPLE_INTERVAL_ON.",
+    )
+    sample_interval_off = forms.FloatField(
+        required=False, min_value=0.5, max_value=86400, help_text="Seconds between samples while OFF; empty = SMARTSOCKET_SAMPLE_INTERVAL_OFF.",
+    )
 
     class Meta:
         model = Socket
-        fields = ["name", "driver", "address", "username", "password"]
+        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -143,6 +149,7 @@ class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
     readonly_fields = state_fields
     fieldsets = (
         ("Configuration", {"fields": ("name", "driver", "address", "username", "password", "clear_password")}),
+        ("Monitoring", {"fields": ("sample_interval_on", "sample_interval_off")}),
         ("State (changed by the service only)", {"fields": state_fields}),
     )
 

@@ -169,11 +169,15 @@ def socket_ensure_default() -> Socket:
     return socket
 
 
-def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "") -> Socket:
-    return Socket.objects.create(name=name, address=address, driver=driver, username=username, password=password)
+def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
+                  sample_interval_on: float | None = None, sample_interval_off: float | None = None) -> Socket:
+    return Socket.objects.create(
+        name=name, address=address, driver=driver, username=username, password=password,
+        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off,
+    )
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password")
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off")
 
 
 def socket_update(*, socket_id: int, **config: str) -> Socket:

@@ -125,3 +125,16 @@ def test_a_view_only_user_cannot_emergency_stop(client, django_user_model, socke
     assert "emergency_stop_selected" not in page
     socket.refresh_from_db()
     assert not socket.is_emergency_stopped
+
+
+def test_sample_intervals_are_set_per_socket_and_empty_means_the_default(admin_client):
+    socket = socket_create(name="pump", address="http://192.0.2.7")
+
+    admin_client.post(f"/admin/sockets/socket/{socket.pk}/change/", form(socket, sample_interval_on="2.5", sample_interval_off=""))
+    socket.refresh_from_db()
+    assert (socket.sample_interval_on, socket.sample_interval_off) == (2.5, None)
+
+    refused = admin_client.post(f"/admin/sockets/socket/{socket.pk}/change/", form(socket, sample_interval_on="0.01"))
+    assert refused.status_code == 200 and "greater than or equal to 0.5" in refused.content.decode()
+    socket.refresh_from_db()
+    assert socket.sample_interval_on == 2.5
