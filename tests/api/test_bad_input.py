@@ -73,3 +73,13 @@ def test_absurdly_large_bodies_do_not_break_anything(api, socket, plug):
     response = api.post("/api/instance", {"emergencyStopTimeout": "9" * 5000})
     assert_json_error(response, 422)
     assert not PowerPeriod.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/api/bug/plain", "/api/bug/api"])
+def test_an_unexpected_error_is_a_json_500_without_details(client, settings, path):
+    settings.ROOT_URLCONF = "tests.api.urls_with_failures"
+    settings.DEBUG = False
+    client.raise_request_exception = False
+    response = client.get(path)
+    body = assert_json_error(response, 500)
+    assert body == {"message": "internal server error", "code": "server_error"}
