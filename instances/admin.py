@@ -113,21 +113,28 @@ class SocketAuditAdmin(SocketAdmin):
         return parsed
 
 
-class InstanceInline(admin.TabularInline):
-    """The holders of a power period."""
+class ReadOnlyInline(admin.TabularInline):
+    """History rows shown under their parent: nothing added, changed or deleted."""
 
-    model = Instance
-    fields = ("started_at", "stopped_at", "stop_reason", "energy_consumed_wh", "triggered_power_on", "triggered_power_off", "client_label")
-    readonly_fields = fields
-    show_change_link = True
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class InstanceInline(ReadOnlyInline):
+    """The holders of a power period."""
+
+    model = Instance
+    fields = ("started_at", "stopped_at", "stop_reason", "energy_consumed_wh", "triggered_power_on", "triggered_power_off", "client_label")
+    show_change_link = True
 
 
 class PowerPeriodAuditAdmin(PowerPeriodAdmin):
@@ -169,18 +176,9 @@ class DeletedFilter(IsNullFilter):
     when_null, when_set = ("no", "visible"), ("yes", "deleted")
 
 
-class CallbackInline(admin.TabularInline):
+class CallbackInline(ReadOnlyInline):
     model = Callback
     fields = ("kind", "url", "header_name", "due_at", "attempts", "delivered_at", "failed_at", "last_error")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Instance)

@@ -104,3 +104,13 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in (self.web, self.worker, self.beat) if p is not None)
+
+    def run(self):
+        """Fixture body: start, hand over, print the logs if the test fails, always stop."""
+        try:
+            yield self.start()
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            self.stop()

@@ -16,14 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(params=["embedded", "redis"])
 def stack(request, socket, simulator):
-    stack = Stack(broker=request.param, plug_url=simulator.url)
-    try:
-        yield stack.start()
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.stop()
+    yield from Stack(broker=request.param, plug_url=simulator.url).run()
 
 
 def eventually(check, timeout: float, what: str):

@@ -66,14 +66,7 @@ def web(transactional_db, socket) -> str:
 @pytest.fixture
 def production_stack(postgres, redis_url, transactional_db, socket, simulator) -> Stack:
     """gunicorn + Celery worker + beat on PostgreSQL with the Redis broker; the default socket is `simulator`."""
-    stack = Stack(broker="redis", plug_url=simulator.url)
-    try:
-        yield stack.start()
-    except BaseException:
-        print(stack.logs())
-        raise
-    finally:
-        stack.stop()
+    yield from Stack(broker="redis", plug_url=simulator.url).run()
 
 
 @pytest.fixture
