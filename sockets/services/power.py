@@ -1,6 +1,5 @@
 """Power, samples, the emergency lock and configuration of a socket: every state change a request makes."""
 import contextlib
-import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -13,7 +12,6 @@ from ..exceptions import SocketDeviceError, SocketPowerFailed
 from ..models import EnergySample, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
 
-logger = logging.getLogger(__name__)
 
 
 def socket_lock(*, socket_id: int) -> Socket:
