@@ -13,7 +13,6 @@ from ..models import EnergySample, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
 
 
-
 def socket_lock(*, socket_id: int) -> Socket:
     """Lock and re-read the socket row. Call inside transaction.atomic(), before any other lock."""
     return Socket.objects.select_for_update(no_key=True).get(pk=socket_id)
