@@ -38,6 +38,8 @@ class Instance(models.Model):
     energy_at_start = models.JSONField(default=dict, blank=True, help_text="The seed's `energy` snapshot read at start.")
     energy_consumed_wh = models.FloatField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Lease of the worker stopping it on its own (timeout, planned stop): one at a time.
+    stop_claimed_until = models.DateTimeField(null=True, blank=True)
     client_instance_url = models.CharField(max_length=500, blank=True)
     client_instance_uuid = models.CharField(max_length=64, blank=True)
     client_activity = models.CharField(max_length=64, blank=True)

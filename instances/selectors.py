@@ -1,9 +1,10 @@
 """Reads of instances and the socket-wide status."""
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -14,8 +15,13 @@ from .exceptions import InstanceNotFound
 from .models import Callback, Instance, StopReason
 
 
+INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # what new_instance_id() makes, within the column
+
+
 def instance_get(*, instance_id: str) -> Instance:
-    """A visible (not deleted) instance. Raises InstanceNotFound."""
+    """A visible (not deleted) instance. Raises InstanceNotFound (also for text no id can be, e.g. a NUL byte)."""
+    if not INSTANCE_ID.fullmatch(instance_id):
+        raise InstanceNotFound(f"no instance {instance_id[:64]!r}", instanceId=instance_id[:64])
     try:
         return Instance.objects.select_related("socket").get(pk=instance_id, deleted_at=None)
     except Instance.DoesNotExist:
@@ -33,6 +39,17 @@ def instance_list(*, socket: Socket | None = None, include_deleted: bool = False
 
 def instance_list_running(*, socket: Socket) -> QuerySet[Instance]:
     return Instance.objects.filter(socket=socket, stopped_at=None).order_by("started_at", "pk")
+
+
+def socket_must_be_off(*, socket: Socket, running: list[Instance]) -> bool:
+    """Nobody holds the socket, or it is emergency-locked: its relay must be OFF (Python form of the rule)."""
+    return socket.is_emergency_stopped or not running
+
+
+def socket_list_must_be_off() -> QuerySet[Socket]:
+    """Sockets nobody holds or that are emergency-locked (SQL form of socket_must_be_off)."""
+    running = Instance.objects.filter(socket=OuterRef("pk"), stopped_at=None)
+    return Socket.objects.filter(Q(is_emergency_stopped=True) | ~Exists(running))
 
 
 def instance_list_between(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> QuerySet[Instance]:
@@ -128,8 +145,14 @@ def server_status(*, socket: Socket) -> dict:
 
 
 def instance_list_overdue(*, now: datetime) -> QuerySet[Instance]:
-    """Running instances whose deadline has passed (scans running_deadline_idx)."""
-    return Instance.objects.filter(stopped_at=None, deadline_at__lte=now).order_by("deadline_at")
+    """Running instances whose deadline has passed and that no worker is stopping (scans running_deadline_idx)."""
+    unclaimed = Q(stop_claimed_until=None) | Q(stop_claimed_until__lt=now)
+    return Instance.objects.filter(stopped_at=None, deadline_at__lte=now).filter(unclaimed).order_by("deadline_at")
+
+
+def socket_list_watch_due(*, now: datetime) -> QuerySet[Socket]:
+    """Sockets that must be OFF whose relay check is due (the must-be-OFF watch)."""
+    return socket_list_must_be_off().filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
 
 
 def callback_list_due(*, now: datetime) -> QuerySet[Callback]:

@@ -1,12 +1,17 @@
-"""Celery tasks (thin): monitoring, deadlines and callbacks; each calls one service."""
+"""Celery tasks (thin): monitoring, the must-be-OFF watch, deadlines and callbacks; each calls one service.
+
+Deadlines and the watch run on the safety queue (CELERY_TASK_ROUTES), served by a worker
+pool of their own, so callbacks and sampling never delay them.
+"""
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from sockets.selectors import socket_list_due_for_sample
 from sockets.tasks import FANOUT_EXPIRES
 
-from .selectors import callback_list_due
-from .services import callback_deliver, instance_stop_overdue, instance_stop_timeout, socket_monitor
+from .selectors import callback_list_due, instance_list_overdue, socket_list_watch_due
+from .services import callback_deliver, instance_stop_timeout, socket_monitor, socket_watch
 
 
 @shared_task
@@ -25,15 +30,33 @@ def monitor_socket(socket_id: int) -> str | None:
 
 
 @shared_task
+def watch_sockets() -> int:
+    """Beat tick (safety queue): one watch_socket task per must-be-OFF socket whose relay check is due."""
+    socket_ids = list(socket_list_watch_due(now=timezone.now()).values_list("pk", flat=True))
+    for socket_id in socket_ids:
+        watch_socket.apply_async((socket_id,), expires=settings.SMARTSOCKET_OFF_WATCH_INTERVAL * 2)
+    return len(socket_ids)
+
+
+@shared_task
+def watch_socket(socket_id: int) -> str | None:
+    """Check the relay of one socket that must be OFF; switch it OFF again if it is ON."""
+    return socket_watch(socket_id=socket_id)
+
+
+@shared_task
 def enforce_deadline(instance_id: str) -> bool:
-    """Stop one instance at its deadline (sent at start with eta=deadline); a no-op if renewed or stopped."""
+    """Stop one instance at its deadline (sent at start with eta=deadline); a no-op if renewed, stopped or claimed."""
     return instance_stop_timeout(instance_id=instance_id) is not None
 
 
 @shared_task
-def enforce_deadlines() -> list[str]:
-    """Beat sweep: stop every running instance whose deadline has passed (backstop, and after restarts)."""
-    return instance_stop_overdue()
+def enforce_deadlines() -> int:
+    """Beat sweep (safety queue): one enforce_deadline per overdue instance nobody is stopping (backstop, restarts)."""
+    instance_ids = list(instance_list_overdue(now=timezone.now()).values_list("pk", flat=True))
+    for instance_id in instance_ids:
+        enforce_deadline.apply_async((instance_id,), expires=FANOUT_EXPIRES)
+    return len(instance_ids)
 
 
 @shared_task

@@ -1,6 +1,7 @@
 """The one place where errors become HTTP answers, and request-argument helpers."""
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import parsers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -25,6 +26,16 @@ STATUS = {
     SocketPowerFailed: 409,  # the device answered with the wrong state
     SocketDeviceError: 500,  # unreachable or garbled device
 }
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, with a body nested too deeply for Python's parser answered as a parse error, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise drf_exceptions.ParseError("JSON parse error - nested too deeply") from None
 
 
 def api_exception_handler(exc, context):

@@ -119,7 +119,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "smartsocket_site.api.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -173,8 +173,12 @@ SMARTSOCKET_SAMPLE_INTERVAL_ON = env_float("SMARTSOCKET_SAMPLE_INTERVAL_ON", 5.0
 SMARTSOCKET_SAMPLE_INTERVAL_OFF = env_float("SMARTSOCKET_SAMPLE_INTERVAL_OFF", 30.0)
 SMARTSOCKET_MONITOR_TICK = env_float("SMARTSOCKET_MONITOR_TICK", 1.0)  # how often beat looks for sockets due
 SMARTSOCKET_DEADLINE_SWEEP = env_float("SMARTSOCKET_DEADLINE_SWEEP", 1.0)  # backstop of the per-instance timers
-SMARTSOCKET_RECONCILE_SWEEP = env_float("SMARTSOCKET_RECONCILE_SWEEP", 2.0)
+SMARTSOCKET_RECONCILE_SWEEP = env_float("SMARTSOCKET_RECONCILE_SWEEP", 1.0)
 SMARTSOCKET_RECONCILE_BACKOFF_MAX = env_float("SMARTSOCKET_RECONCILE_BACKOFF_MAX", 60.0)
+# A socket that must be OFF is retried at least this often, however long it was unreachable.
+SMARTSOCKET_RECONCILE_OFF_BACKOFF_MAX = env_float("SMARTSOCKET_RECONCILE_OFF_BACKOFF_MAX", 2.0)
+# The must-be-OFF watch: how often the relay of a socket nobody holds (or emergency-locked) is checked.
+SMARTSOCKET_OFF_WATCH_INTERVAL = env_float("SMARTSOCKET_OFF_WATCH_INTERVAL", 1.0)
 SMARTSOCKET_CALLBACK_SWEEP = env_float("SMARTSOCKET_CALLBACK_SWEEP", 1.0)
 SMARTSOCKET_CALLBACK_MAX_ATTEMPTS = int(env_float("SMARTSOCKET_CALLBACK_MAX_ATTEMPTS", 10))
 SMARTSOCKET_CALLBACK_BACKOFF = env_float("SMARTSOCKET_CALLBACK_BACKOFF", 2.0)  # doubles per attempt
@@ -199,6 +203,14 @@ else:
     # nothing: the beat sweeps find the work in the database.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SMARTSOCKET_MAX_TIMEOUT_MS // 1000 + 3600, "socket_connect_timeout": 3}
 CELERY_TASK_DEFAULT_QUEUE = env_str("SMARTSOCKET_CELERY_QUEUE", "celery")
+# Safety work (deadlines, the must-be-OFF watch, reconcile towards OFF) has a queue and a
+# worker pool of its own (Procfile `safety`), so callbacks and sampling never delay it.
+SMARTSOCKET_SAFETY_QUEUE = env_str("SMARTSOCKET_CELERY_SAFETY_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}-safety")
+CELERY_TASK_ROUTES = {
+    task: {"queue": SMARTSOCKET_SAFETY_QUEUE}
+    for task in ("instances.tasks.enforce_deadline", "instances.tasks.enforce_deadlines", "instances.tasks.watch_sockets",
+                 "instances.tasks.watch_socket", "sockets.tasks.reconcile_sockets")
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -215,6 +227,7 @@ CELERY_BEAT_SCHEDULE = {
     "monitor-sockets": _tick("instances.tasks.monitor_sockets", SMARTSOCKET_MONITOR_TICK),
     "enforce-deadlines": _tick("instances.tasks.enforce_deadlines", SMARTSOCKET_DEADLINE_SWEEP),
     "reconcile-sockets": _tick("sockets.tasks.reconcile_sockets", SMARTSOCKET_RECONCILE_SWEEP),
+    "watch-sockets": _tick("instances.tasks.watch_sockets", SMARTSOCKET_OFF_WATCH_INTERVAL),
     "deliver-callbacks": _tick("instances.tasks.deliver_callbacks", SMARTSOCKET_CALLBACK_SWEEP),
 }
 

@@ -3,6 +3,11 @@ from django.db import models
 from django.db.models import F, Q
 
 
+# Who a power period was switched by when it was no instance (power_on_by / power_off_by).
+MANUAL = "<manual>"  # a hand on the plug
+UNHELD = "<unheld>"  # the service, because nobody held the plug (switched ON by hand, or a start that failed half-way)
+
+
 class PowerState(models.TextChoices):
     ON = "ON"
     OFF = "OFF"
@@ -39,6 +44,8 @@ class Socket(models.Model):
     # Reconcile backoff: failed attempts since the device last got where it must be.
     reconcile_attempts = models.PositiveIntegerField(default=0)
     reconcile_next_at = models.DateTimeField(null=True, blank=True)
+    # The must-be-OFF watch: when the relay of a socket nobody holds is checked next (and its lease).
+    watch_next_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -56,6 +63,7 @@ class PowerCause(models.TextChoices):
     MANUAL = "manual"  # switched on the device itself
     DELETED = "deleted"
     RECONCILE = "reconcile"
+    UNHELD = "unheld"  # switched OFF again because nobody held it
 
 
 class PowerPeriod(models.Model):

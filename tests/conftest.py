@@ -49,3 +49,15 @@ def _celery_messages_stay_in_process():
 
     app.conf.broker_url = "memory://"
     app.conf.broker_transport_options = {}
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks sent while the test runs (a sweep's fan-out) run at once, in-process."""
+    from smartsocket_site.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False

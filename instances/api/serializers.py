@@ -24,19 +24,32 @@ class SocketArgSerializer(serializers.Serializer):
     socket = serializers.SlugField(required=False, max_length=64, help_text="Socket name; the default socket when absent.")
 
 
-class StartInputSerializer(SocketArgSerializer):
-    emergencyStopTimeout = serializers.IntegerField(
-        required=False, min_value=1, max_value=settings.SMARTSOCKET_MAX_TIMEOUT_MS,
-        help_text="Milliseconds after which the service stops the instance unless it is stopped or renewed first.",
-    )
+def timeout_ms_field(help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, min_value=1, max_value=settings.SMARTSOCKET_MAX_TIMEOUT_MS, help_text=help_text)
 
 
-class RenewInputSerializer(serializers.Serializer):
+class TimeoutAliasMixin:
+    """`timeout` is the name the original's last version reads: an alias of `emergencyStopTimeout`."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        alias = attrs.pop("timeout", None)
+        if alias is not None and attrs.get("emergencyStopTimeout", alias) != alias:
+            raise serializers.ValidationError({"timeout": ["differs from emergencyStopTimeout; give one of them"]})
+        if alias is not None:
+            attrs["emergencyStopTimeout"] = alias
+        return attrs
+
+
+class StartInputSerializer(TimeoutAliasMixin, SocketArgSerializer):
+    emergencyStopTimeout = timeout_ms_field("Milliseconds after which the service stops the instance unless it is stopped or renewed first.")
+    timeout = timeout_ms_field("Alias of emergencyStopTimeout (the original's name); both given and different is 422.")
+
+
+class RenewInputSerializer(TimeoutAliasMixin, serializers.Serializer):
     instanceId = serializers.CharField(required=False, max_length=64)
-    emergencyStopTimeout = serializers.IntegerField(
-        required=False, min_value=1, max_value=settings.SMARTSOCKET_MAX_TIMEOUT_MS,
-        help_text="Milliseconds from now to the new deadline; the instance's own emergencyStopTimeout when absent.",
-    )
+    emergencyStopTimeout = timeout_ms_field("Milliseconds from now to the new deadline; the instance's own emergencyStopTimeout when absent.")
+    timeout = timeout_ms_field("Alias of emergencyStopTimeout; both given and different is 422.")
 
 
 class InstanceIdSerializer(serializers.Serializer):

@@ -43,6 +43,7 @@ from .serializers import (
 )
 
 CLIENT_HEADERS = {"instance_url": "CPEE-INSTANCE-URL", "instance_uuid": "CPEE-INSTANCE-UUID", "activity": "CPEE-ACTIVITY", "label": "CPEE-LABEL"}
+MAX_CALLBACKS = 8  # DESIGN §4/§6.2: every request-controlled fan-out is capped
 INSTANCE_ID = OpenApiParameter("instanceId", str, description="The instance id; CPEE sends it as an argument and `:instanceId` in the path.")
 
 
@@ -72,13 +73,21 @@ def required_instance_id(request: Request, pk: str | None) -> str:
 
 
 def callback_headers(request: Request) -> list[tuple[str, str]]:
-    """Every `*-callback` header holding an http(s) URL, as (header name, URL). Raises InvalidParameter (SSRF guard)."""
+    """Every `*-callback` header holding a URL, as (header name, URL); a value without `://` is no URL and ignored.
+
+    Raises InvalidParameter: more than MAX_CALLBACKS, a scheme other than http(s) (in any
+    case), or a URL the SSRF guard refuses — before anything is stored or started.
+    """
     callbacks = [
         (key[5:].replace("_", "-"), value)
         for key, value in request.META.items()
-        if key.startswith("HTTP_") and key.endswith("_CALLBACK") and value.startswith(("http://", "https://"))
+        if key.startswith("HTTP_") and key.endswith("_CALLBACK") and "://" in value
     ]
+    if len(callbacks) > MAX_CALLBACKS:
+        raise InvalidParameter(f"{len(callbacks)} *-callback headers; at most {MAX_CALLBACKS} per request", callbacks=len(callbacks), limit=MAX_CALLBACKS)
     for header, url in callbacks:
+        if not url.lower().startswith(("http://", "https://")):
+            raise InvalidParameter(f"{header}: only http(s) callback URLs are supported", header=header, url=url[:200])
         if not callback_url_allowed(url):
             raise InvalidParameter(f"{header}: callback URL not allowed (see SMARTSOCKET_CALLBACK_ALLOWED_HOSTS/NETWORKS)", header=header, url=url[:200])
     return callbacks
@@ -95,7 +104,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
 
     serializer_class = InstanceSerializer
 
-    @extend_schema(request=StartInputSerializer, responses=StartOutputSerializer)
+    @extend_schema(request=StartInputSerializer, responses={200: StartOutputSerializer})  # 200, not 201: the seed's answer
     def create(self, request: Request) -> Response:
         args = validated(StartInputSerializer, request)
         result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request))

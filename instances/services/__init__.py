@@ -5,23 +5,24 @@ from .callbacks import (
     callback_schedule,
     instance_start_wait_stop,
 )
-from .deadlines import instance_renew, instance_stop_overdue, instance_stop_timeout
+from .deadlines import instance_renew, instance_stop_timeout
+from .emergency import EmergencyResult, emergency_stop, recover
 from .holders import (
-    EmergencyResult,
     StartResult,
     StopResult,
-    emergency_stop,
     instance_delete,
     instance_start,
     instance_stop,
-    recover,
+    instance_stop_unattended,
+    instances_stop,
 )
-from .monitoring import MonitorResult, instance_stop_manual, socket_monitor
+from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_watch
 
 __all__ = [
     "CallbackFailed",
     "EmergencyResult",
     "MonitorResult",
+    "RelayChange",
     "StartResult",
     "StopResult",
     "callback_deliver",
@@ -32,9 +33,11 @@ __all__ = [
     "instance_start",
     "instance_start_wait_stop",
     "instance_stop",
-    "instance_stop_manual",
-    "instance_stop_overdue",
     "instance_stop_timeout",
+    "instance_stop_unattended",
+    "instances_stop",
     "recover",
+    "socket_follow_relay",
     "socket_monitor",
+    "socket_watch",
 ]

@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from smartsocket_site.access import callback_url_allowed
 from sockets.models import Socket
+from sockets.services import recording_device_faults
 
 from ..models import Callback, CallbackKind, Instance, StopReason
-from .deadlines import instance_stop_decided
-from .holders import StartResult, instance_start
+from .holders import StartResult, instance_start, instance_stop_unattended
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def callback_schedule(*, kind: str, urls: list[tuple[str, str]], due_at, payload
 
 def instance_start_wait_stop(*, socket: Socket, duration_s: float, timeout_ms: int | None, callback_urls: list[tuple[str, str]], client: dict[str, str]) -> StartResult:
     """Start an instance and store its planned stop (with the callbacks to call once stopped) in one transaction."""
-    with transaction.atomic():
+    with recording_device_faults(), transaction.atomic():
         result = instance_start(socket=socket, timeout_ms=timeout_ms, client=client)
         due_at = result.instance.started_at + timedelta(seconds=duration_s)
         # A row without URL still carries the planned stop when the caller gave no callback.
@@ -93,7 +93,9 @@ def _callback_planned_stop(*, callback: Callback) -> dict:
     instance = callback.instance
     if instance is None:
         raise CallbackFailed("start-wait-stop callback without an instance", permanent=True)
-    result = instance_stop_decided(instance_id=instance.pk, reason=StopReason.REQUESTED)
+    result = instance_stop_unattended(instance_id=instance.pk, reason=StopReason.REQUESTED)
+    if result is None and Instance.objects.filter(pk=instance.pk, stopped_at=None).exists():
+        raise CallbackFailed("the planned stop is being made by another worker; retried")
     instance = result.instance if result is not None else Instance.objects.select_related("socket").get(pk=instance.pk)
     return {"message": f"instance {instance.pk} stopped", "instance": InstanceSerializer(instance).data}
 

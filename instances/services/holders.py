@@ -1,26 +1,34 @@
-"""Starting and stopping holders of a socket: start, stop, delete, emergency stop, recover."""
-from dataclasses import dataclass, field
+"""Holders of a socket: start, and the ONE stop path every ending goes through.
+
+`instances_stop()` is the primitive: it decides "last holder", sets the desired power,
+talks to the device (or not, as the caller's OffRelay says), closes the power period and
+marks the instances. Requested, deleted, timeout, emergency, manual and start-wait-stop's
+planned stop all call it; `instance_stop_unattended()` is the form for stops nobody waits for.
+"""
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from sockets.drivers import EnergyReading
-from sockets.exceptions import (
-    SocketDeviceError,
-    SocketEmergencyStopped,
-    SocketPowerFailed,
-)
+from sockets.exceptions import SocketDeviceError, SocketEmergencyStopped
 from sockets.models import PowerCause, Socket
 from sockets.selectors import energy_sample_latest, power_period_get_open
 from sockets.services import (
+    DeviceFailure,
+    OffRelay,
+    device_call_bound,
     energy_sample_record,
-    socket_device_faults,
+    recording_device_faults,
     socket_lock,
     socket_power_off,
     socket_power_on,
     socket_read_energy,
-    socket_set_emergency,
+    socket_read_relay,
+    socket_read_state,
+    socket_take_on,
 )
 
 from ..models import Instance, StopReason
@@ -37,27 +45,37 @@ class StartResult:
 class StopResult:
     instance: Instance
     triggered_power_off: bool
+    device_error: DeviceFailure | None = None  # left for reconcile by a stop that commits regardless
 
 
-@dataclass(frozen=True)
-class EmergencyResult:
-    socket: Socket
-    stopped_instances: list[str] = field(default_factory=list)
+def instance_client_fitted(client: dict[str, str] | None) -> dict[str, str]:
+    """The caller's CPEE headers cut to their columns (NUL removed), so nothing fails to save after the relay switched."""
+    fitted = {}
+    for key, value in (client or {}).items():
+        field = Instance._meta.get_field(f"client_{key}")
+        fitted[key] = value.replace("\x00", "")[: field.max_length]
+    return fitted
 
 
 def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dict[str, str] | None = None) -> StartResult:
     """Start an instance on `socket`, powering it on if nothing else holds it.
 
-    Holds the socket lock across the device commands, so starts, stops and monitoring are
-    serialized per socket; the driver timeout bounds the wait. Nothing is written when the
-    device fails. Raises SocketEmergencyStopped, SocketDeviceError, SocketPowerFailed.
+    Holds the socket lock across the device requests, so starts, stops and monitoring are
+    serialized per socket; the driver timeout bounds the wait. The first holder reads
+    relay and meter in one request: a relay already ON (by hand) is kept, not switched
+    (`triggeredPowerOn` false). Nothing is written when anything fails, and a relay that
+    was commanded is left UNKNOWN for reconcile. Raises SocketEmergencyStopped,
+    SocketDeviceError, SocketPowerFailed.
     """
-    with socket_device_faults(socket=socket), transaction.atomic():
+    client = instance_client_fitted(client)
+    with recording_device_faults(), transaction.atomic():
         socket = socket_lock(socket_id=socket.pk)
         if socket.is_emergency_stopped:
             raise SocketEmergencyStopped(socket=socket.name)
-        reading = socket_read_energy(socket=socket)
-        energy_sample_record(socket=socket, reading=reading)
+        first = not instance_list_running(socket=socket).exists()
+        state = socket_read_state(socket=socket) if first else None
+        reading = state.energy if state is not None else socket_read_energy(socket=socket)
+        energy_sample_record(socket=socket, reading=reading, is_on=state.on if state is not None else None)
         now = timezone.now()
         instance = Instance(
             socket=socket,
@@ -65,16 +83,51 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             emergency_stop_timeout_ms=timeout_ms,
             deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms is not None else None,
             energy_at_start=_energy_snapshot(reading),
-            **{f"client_{key}": value for key, value in (client or {}).items()},
+            **{f"client_{key}": value for key, value in client.items()},
         )
-        triggered = not instance_list_running(socket=socket).exists()
-        period = None if triggered else power_period_get_open(socket=socket)
-        if period is None:  # first holder (or a holder's period was lost): command the relay ON
+        period = None if first else power_period_get_open(socket=socket)
+        triggered = period is None and not (state is not None and state.on)
+        if period is None and not triggered:  # ON by hand before anybody held it
+            period = socket_take_on(socket=socket, by=instance.id)
+        elif period is None:  # first holder (or a holder's period was lost): command the relay ON
             period = socket_power_on(socket=socket, by=instance.id, cause=PowerCause.REQUESTED)
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
         instance.save(force_insert=True)
         instance_schedule_deadline(instance=instance)
     return StartResult(instance=instance, triggered_power_on=triggered)
+
+
+def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay) -> DeviceFailure | None:
+    """THE stop path: end the running `instances` of `socket`; if no other holder remains, the socket goes OFF.
+
+    Requires the socket lock inside recording_device_faults(). The last holders' stop sets the
+    desired power OFF in the name of the instance (its own requested or deleted stop) or of
+    the reason (`<timeout>`, `<emergency>`, `<manual>`), treats the relay as `relay` says and
+    closes the period once the relay is OFF. Returns the device failure a SWITCH_OR_LEAVE or
+    LEAVE left for reconcile; OffRelay.SWITCH raises it instead (the caller's transaction rolls back).
+    """
+    ids = [instance.pk for instance in instances]
+    last = not instance_list_running(socket=socket).exclude(pk__in=ids).exists()
+    if relay in (OffRelay.SWITCH, OffRelay.SWITCH_OR_LEAVE) and reason != StopReason.EMERGENCY:
+        _socket_sample_if_reachable(socket=socket)  # the closing reading, within the run; an emergency does not wait for it
+    now = timezone.now()
+    error = None
+    if last:
+        error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay)
+    for instance in instances:
+        instance.stopped_at, instance.stop_reason = now, reason
+        instance.triggered_power_off = last and len(instances) == 1 and reason not in (StopReason.MANUAL, StopReason.EMERGENCY)
+        instance.power_off_at = now if last and error is None else None
+        instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance)
+        instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh"])
+    return error
+
+
+def _power_off_by(*, instances: list[Instance], reason: str) -> str:
+    """Who a power period is closed by: the instance for its own stop, else `<timeout>`, `<manual>`, …"""
+    if len(instances) == 1 and reason in (StopReason.REQUESTED, StopReason.DELETED):
+        return instances[0].pk
+    return f"<{reason}>"
 
 
 def instance_stop(*, instance_id: str, reason: str = StopReason.REQUESTED) -> StopResult:
@@ -83,77 +136,57 @@ def instance_stop(*, instance_id: str, reason: str = StopReason.REQUESTED) -> St
     A requested stop writes nothing when the device fails (the caller gets the error and
     may retry). Raises InstanceNotFound, SocketDeviceError, SocketPowerFailed.
     """
-    instance = instance_get(instance_id=instance_id)
-    with socket_device_faults(socket=instance.socket), transaction.atomic():
-        socket = socket_lock(socket_id=instance.socket_id)
-        instance = Instance.objects.select_related("socket").get(pk=instance.pk)
-        if not instance.is_running:
-            return StopResult(instance=instance, triggered_power_off=False)
-        triggered = instance_finish(socket=socket, instance=instance, reason=reason)
-    return StopResult(instance=instance, triggered_power_off=triggered)
+    return _instance_stop_requested(instance_id=instance_id, reason=reason, delete=False)
 
 
 def instance_delete(*, instance_id: str) -> StopResult:
     """Stop the instance if it runs, then hide it from the API; the row stays for audit."""
+    return _instance_stop_requested(instance_id=instance_id, reason=StopReason.DELETED, delete=True)
+
+
+def _instance_stop_requested(*, instance_id: str, reason: str, delete: bool) -> StopResult:
     instance = instance_get(instance_id=instance_id)
-    with socket_device_faults(socket=instance.socket), transaction.atomic():
+    with recording_device_faults(), transaction.atomic():
         socket = socket_lock(socket_id=instance.socket_id)
         instance = Instance.objects.select_related("socket").get(pk=instance.pk)
-        triggered = instance_finish(socket=socket, instance=instance, reason=StopReason.DELETED) if instance.is_running else False
-        instance.deleted_at = timezone.now()
-        instance.save(update_fields=["deleted_at"])
+        triggered = False
+        if instance.is_running:
+            instances_stop(socket=socket, instances=[instance], reason=reason, relay=OffRelay.SWITCH)
+            triggered = instance.triggered_power_off
+        if delete:
+            instance.deleted_at = timezone.now()
+            instance.save(update_fields=["deleted_at"])
     return StopResult(instance=instance, triggered_power_off=triggered)
 
 
-def emergency_stop(*, socket: Socket, triggered_by: str | None = None) -> EmergencyResult:
-    """Stop every running instance of the socket, power it off and lock it until recover.
+def instance_stop_unattended(*, instance_id: str, reason: str, due=None) -> StopResult | None:
+    """A stop the service decided on its own (timeout, planned stop): committed even if the device fails.
 
-    The decision is committed even when the device does not answer: the instances stay
-    stopped, the lock stays on and reconcile keeps driving the plug OFF. The device error
-    is raised after the commit. Raises SocketDeviceError, SocketPowerFailed.
+    One worker at a time per instance (a lease in `stop_claimed_until`, by conditional
+    UPDATE), so sweeps never pile up stops behind a slow plug. The device is probed first,
+    without the lock: one that does not answer is not waited for under the lock (the stop
+    records the desired OFF; reconcile switches it later), and a failure is recorded on
+    the socket. None when the instance is gone, not running, claimed elsewhere, or
+    `due(instance)` is false under the lock.
     """
-    device_error = None
-    with transaction.atomic():
-        socket = socket_lock(socket_id=socket.pk)
-        socket_set_emergency(socket=socket, stopped=True, by=triggered_by or "")
-        running = list(instance_list_running(socket=socket))
-        now = timezone.now()
-        for instance in running:
-            instance_mark_stopped(instance=instance, reason=StopReason.EMERGENCY, at=now)
-        try:
-            socket_power_off(socket=socket, by="<emergency>", cause=PowerCause.EMERGENCY)
-            Instance.objects.filter(pk__in=[i.pk for i in running]).update(power_off_at=now)
-        except (SocketDeviceError, SocketPowerFailed) as exc:
-            device_error = exc
-    if device_error is not None:
-        with socket_device_faults(socket=socket):
-            raise device_error
-    return EmergencyResult(socket=socket, stopped_instances=[i.pk for i in running])
-
-
-def recover(*, socket: Socket) -> Socket:
-    """Lift the emergency lock so instances can start again."""
-    with transaction.atomic():
-        socket = socket_lock(socket_id=socket.pk)
-        return socket_set_emergency(socket=socket, stopped=False)
-
-
-def instance_finish(*, socket: Socket, instance: Instance, reason: str) -> bool:
-    """Stop a running instance under the socket lock; power off if it was the last holder."""
-    _socket_sample_if_reachable(socket=socket)
     now = timezone.now()
-    last = not instance_list_running(socket=socket).exclude(pk=instance.pk).exists()
-    if last:
-        socket_power_off(socket=socket, by=power_off_by(instance=instance, reason=reason), cause=reason)
-        instance.power_off_at = now
-        instance.triggered_power_off = True
-    instance_mark_stopped(instance=instance, reason=reason, at=now)
-    return last
-
-
-def power_off_by(*, instance: Instance, reason: str) -> str:
-    """Who a power period is closed by: the instance for its own stop, else `<timeout>`, `<manual>`, …"""
-    return instance.pk if reason in (StopReason.REQUESTED, StopReason.DELETED) else f"<{reason}>"
+    lease = now + 2 * device_call_bound() + timedelta(seconds=1)
+    claimed = Instance.objects.filter(pk=instance_id, stopped_at=None).filter(
+        Q(stop_claimed_until=None) | Q(stop_claimed_until__lt=now)
+    ).update(stop_claimed_until=lease)
+    if not claimed:
+        return None
+    instance = Instance.objects.select_related("socket").get(pk=instance_id)
+    reachable = socket_read_relay(socket=instance.socket) is not None
+    with recording_device_faults(), transaction.atomic():
+        socket = socket_lock(socket_id=instance.socket_id)
+        instance = Instance.objects.select_related("socket").get(pk=instance_id)
+        if not instance.is_running or (due is not None and not due(instance)):
+            Instance.objects.filter(pk=instance_id).update(stop_claimed_until=None)
+            return None
+        relay = OffRelay.SWITCH_OR_LEAVE if reachable else OffRelay.LEAVE
+        error = instances_stop(socket=socket, instances=[instance], reason=reason, relay=relay)
+    return StopResult(instance=instance, triggered_power_off=instance.triggered_power_off, device_error=error)
 
 
 def _socket_sample_if_reachable(*, socket: Socket) -> None:
@@ -163,12 +196,6 @@ def _socket_sample_if_reachable(*, socket: Socket) -> None:
     except SocketDeviceError:
         return
     energy_sample_record(socket=socket, reading=reading)
-
-
-def instance_mark_stopped(*, instance: Instance, reason: str, at) -> None:
-    instance.stopped_at, instance.stop_reason = at, reason
-    instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance)
-    instance.save()
 
 
 def instance_energy_consumed_wh(*, instance: Instance) -> float | None:

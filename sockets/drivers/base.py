@@ -52,4 +52,6 @@ class SocketDriver(Protocol):
 
     def read_energy(self) -> EnergyReading: ...
 
+    def read_state(self) -> tuple[bool, EnergyReading]: ...  # relay and meter in one device request
+
     def device_info(self) -> DeviceInfo: ...

@@ -30,21 +30,12 @@ class TasmotaHttpDriver:
 
     def read_energy(self) -> EnergyReading:
         """Read the energy meter (`Status 10`)."""
-        answer = self._command("Status 10")
-        try:
-            energy = answer["StatusSNS"]["ENERGY"]
-            return EnergyReading(
-                power_w=float(energy["Power"]),
-                apparent_power_va=float(energy.get("ApparentPower", 0)),
-                reactive_power_var=float(energy.get("ReactivePower", 0)),
-                power_factor=float(energy.get("Factor", 0)),
-                voltage_v=float(energy["Voltage"]),
-                current_a=float(energy["Current"]),
-                today_kwh=float(energy["Today"]),
-                total_kwh=float(energy["Total"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DeviceProtocolError(f"unexpected energy answer: {str(answer)[:200]}") from exc
+        return _parse_energy(self._command("Status 10"))
+
+    def read_state(self) -> tuple[bool, EnergyReading]:
+        """Read relay and meter in one request (`Status 0`: StatusSTS.POWER and StatusSNS.ENERGY)."""
+        answer = self._command("Status 0")
+        return _parse_power(answer.get("StatusSTS") if isinstance(answer.get("StatusSTS"), dict) else {}), _parse_energy(answer)
 
     def device_info(self) -> DeviceInfo:
         """Read name, firmware and network identity (`Status 0`)."""
@@ -98,3 +89,20 @@ def _parse_power(answer: dict) -> bool:
     if value not in ("ON", "OFF"):
         raise DeviceProtocolError(f"no POWER in answer: {str(answer)[:200]}")
     return value == "ON"
+
+
+def _parse_energy(answer: dict) -> EnergyReading:
+    try:
+        energy = answer["StatusSNS"]["ENERGY"]
+        return EnergyReading(
+            power_w=float(energy["Power"]),
+            apparent_power_va=float(energy.get("ApparentPower", 0)),
+            reactive_power_var=float(energy.get("ReactivePower", 0)),
+            power_factor=float(energy.get("Factor", 0)),
+            voltage_v=float(energy["Voltage"]),
+            current_a=float(energy["Current"]),
+            today_kwh=float(energy["Today"]),
+            total_kwh=float(energy["Total"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DeviceProtocolError(f"unexpected energy answer: {str(answer)[:200]}") from exc

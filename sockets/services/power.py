@@ -1,16 +1,31 @@
-"""Power, samples, the emergency lock and configuration of a socket: every state change a request makes."""
+"""The relay of a socket: its lock, the one relay command, the one power-period writer, the emergency flag.
+
+Safety by construction (DESIGN §6.1): a relay command is only sent inside
+`recording_device_faults()`, which remembers it; whatever raises afterwards (a device
+error, a database error, a bug), once the transaction that sent it has rolled back the
+socket's observed power is UNKNOWN, so reconcile, never monitoring, settles the relay
+and a half-done start is never taken for a hand switching the plug on.
+"""
 import contextlib
+import enum
+import logging
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from ..drivers import DeviceError, EnergyReading, SocketDriver, get_driver
 from ..exceptions import SocketDeviceError, SocketPowerFailed
-from ..models import EnergySample, PowerCause, PowerPeriod, PowerState, Socket
+from ..models import MANUAL, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
+
+logger = logging.getLogger(__name__)
+
+DeviceFailure = SocketDeviceError | SocketPowerFailed
 
 
 def socket_lock(*, socket_id: int) -> Socket:
@@ -22,97 +37,166 @@ def socket_driver(*, socket: Socket) -> SocketDriver:
     return get_driver(driver=socket.driver, address=socket.address, username=socket.username, password=socket.password)
 
 
-@contextlib.contextmanager
-def socket_device_faults(*, socket: Socket) -> Iterator[None]:
-    """Record a device fault on the socket row after the failed transaction has rolled back.
+def device_call_bound() -> timedelta:
+    """The longest one driver call can take (connect is retried once): what a lease must outlive."""
+    return timedelta(seconds=2 * settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT + settings.SMARTSOCKET_DEVICE_READ_TIMEOUT)
 
-    Wrap the whole `transaction.atomic()` block in it: the observed state becomes UNKNOWN
-    (the command may or may not have reached the relay), so monitoring does not mistake
-    the outcome for a manual change and reconcile drives the device where it belongs.
+
+class _DeviceRequests(threading.local):
+    """Device requests made by this thread inside the current recording_device_faults(): socket id → outcome."""
+
+    SENT, ANSWERED, READ_FAILED = "sent", "answered", "read_failed"
+
+    def __init__(self):
+        self.depth = 0
+        self.outcomes: dict[int, str] = {}
+
+    def note(self, socket_id: int, outcome: str) -> None:
+        if outcome != self.READ_FAILED or socket_id not in self.outcomes:
+            self.outcomes[socket_id] = outcome
+
+
+_requests = _DeviceRequests()
+
+
+@contextlib.contextmanager
+def recording_device_faults() -> Iterator[None]:
+    """While inside, anything raised after a relay command leaves that socket UNKNOWN for reconcile.
+
+    Put it around the service's `transaction.atomic()`. It works wherever it is nested:
+    each recorder whose own transaction has rolled back when the exception reaches it
+    records the fault (again, harmlessly, if an outer one rolls back too), and the
+    outermost one forgets the requests once it exits. A device fault of a read (no relay
+    command sent) is recorded too: the socket is then offline with the error.
     """
+    connection = transaction.get_connection()
+    blocks_at_entry = len(connection.atomic_blocks)
+    _requests.depth += 1
     try:
         yield
-    except (SocketDeviceError, SocketPowerFailed) as exc:
-        socket_record_fault(socket_id=socket.pk, error=exc)
+    except BaseException as exc:
+        if _requests.outcomes and len(connection.atomic_blocks) <= blocks_at_entry:
+            _socket_record_request_faults(outcomes=dict(_requests.outcomes), error=exc)
         raise
+    finally:
+        _requests.depth -= 1
+        if _requests.depth == 0:
+            _requests.outcomes.clear()
 
 
-def socket_record_fault(*, socket_id: int, error: Exception) -> None:
+def _socket_record_request_faults(*, outcomes: dict[int, str], error: BaseException) -> None:
+    device_fault = isinstance(error, (SocketDeviceError, SocketPowerFailed))
+    if not device_fault:
+        error = SocketDeviceError(f"failed after a relay command ({type(error).__name__}); reconcile settles the relay")
+    for socket_id, outcome in outcomes.items():
+        if outcome == _DeviceRequests.READ_FAILED and not device_fault:
+            continue  # nothing was commanded: the relay is where it was
+        try:
+            socket_record_fault(socket_id=socket_id, error=error, answered=outcome == _DeviceRequests.ANSWERED)
+        except DatabaseError:  # the surrounding transaction is broken; an outer recorder writes it
+            logger.warning("socket %s: fault not recorded yet (transaction broken): %s", socket_id, error)
+
+
+def socket_record_fault(*, socket_id: int, error: Exception, answered: bool = False) -> None:
     """After a failed device command: relay state UNKNOWN (for reconcile), online only if it answered."""
     Socket.objects.filter(pk=socket_id).update(
         observed_power=PowerState.UNKNOWN,
-        is_online=isinstance(error, SocketPowerFailed),
+        is_online=answered or isinstance(error, SocketPowerFailed),
         last_error=str(error)[:255],
     )
 
 
-def socket_read_energy(*, socket: Socket) -> EnergyReading:
-    """Read the socket's meter. Raises SocketDeviceError."""
+def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
+    """The one relay command: record the target, switch, check the device's answer, mark it seen.
+
+    Requires the socket lock inside recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
+    """
+    if _requests.depth == 0:
+        raise RuntimeError("relay commands are sent only inside recording_device_faults()")
+    wanted = PowerState.ON if on else PowerState.OFF
+    socket_set_desired(socket=socket, on=on, by=by, cause=cause)
+    _requests.note(socket.pk, _DeviceRequests.SENT)
     try:
-        return socket_driver(socket=socket).read_energy()
+        reported = socket_driver(socket=socket).set_power(on)
     except DeviceError as exc:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
+    _requests.note(socket.pk, _DeviceRequests.ANSWERED)
+    if reported != on:
+        raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
+    socket_mark_seen(socket=socket, observed=wanted)
 
 
-def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None, taken_at: datetime | None = None) -> EnergySample:
-    """Store a reading, with the relay state read with it (else the one last confirmed for the socket)."""
-    return EnergySample.objects.create(
-        socket=socket,
-        taken_at=taken_at or timezone.now(),
-        is_on=is_on if is_on is not None else {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
-        power_w=reading.power_w,
-        apparent_power_va=reading.apparent_power_va,
-        reactive_power_var=reading.reactive_power_var,
-        power_factor=reading.power_factor,
-        voltage_v=reading.voltage_v,
-        current_a=reading.current_a,
-        today_kwh=reading.today_kwh,
-        total_kwh=reading.total_kwh,
-    )
-
-
-def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED) -> PowerPeriod:
-    """Switch the relay ON and open a power period (or keep the open one).
-
-    Requires the socket lock. Raises SocketDeviceError, SocketPowerFailed.
-    """
-    _socket_command(socket=socket, on=True, by=by, cause=cause)
+def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod:
+    """The socket's open power period, or a new one from `at` (now) — the one place a period opens."""
     return power_period_get_open(socket=socket) or PowerPeriod.objects.create(
-        socket=socket, power_on_at=timezone.now(), power_on_by=by, power_on_cause=cause
+        socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause
     )
 
 
-def socket_power_off(*, socket: Socket, by: str, cause: str) -> PowerPeriod | None:
-    """Switch the relay OFF and close the open power period, returning it.
-
-    Requires the socket lock. The desired state is saved before the device is asked, so a
-    caller that commits despite a device error leaves reconcile a clear target.
-    Raises SocketDeviceError, SocketPowerFailed.
-    """
-    _socket_command(socket=socket, on=False, by=by, cause=cause)
-    return power_period_close(socket=socket, by=by, cause=cause)
-
-
-def power_period_close(*, socket: Socket, by: str, cause: str) -> PowerPeriod | None:
+def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod | None:
+    """Close the socket's open power period (if any) and return it — the one place a period closes."""
     period = power_period_get_open(socket=socket)
     if period is not None:
-        period.power_off_at = max(timezone.now(), period.power_on_at)
+        period.power_off_at = max(at or timezone.now(), period.power_on_at)
         period.power_off_by = by
         period.power_off_cause = cause
         period.save(update_fields=["power_off_at", "power_off_by", "power_off_cause"])
     return period
 
 
-def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
-    wanted = PowerState.ON if on else PowerState.OFF
-    socket_set_desired(socket=socket, on=on, by=by, cause=cause)
-    try:
-        reported = socket_driver(socket=socket).set_power(on)
-    except DeviceError as exc:
-        raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
-    if reported != on:
-        raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
-    socket_mark_seen(socket=socket, observed=wanted)
+def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED) -> PowerPeriod:
+    """Switch the relay ON and open a power period (or keep the open one).
+
+    Requires the socket lock inside recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
+    """
+    _socket_command(socket=socket, on=True, by=by, cause=cause)
+    return power_period_open(socket=socket, by=by, cause=cause)
+
+
+def socket_take_on(*, socket: Socket, by: str) -> PowerPeriod:
+    """The relay was found ON already (switched by hand) for a first holder: keep it, nothing is switched.
+
+    The period opens as `<manual>` (a hand switched it on), `by` becomes who it is ON for. Requires the socket lock.
+    """
+    socket_set_desired(socket=socket, on=True, by=by, cause=PowerCause.REQUESTED)
+    socket_mark_seen(socket=socket, observed=PowerState.ON)
+    return power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+
+
+class OffRelay(enum.Enum):
+    """How a socket going OFF treats its relay (socket_power_off)."""
+
+    SWITCH = "switch"  # switch it; a device failure raises, so the caller's transaction rolls back
+    SWITCH_OR_LEAVE = "switch_or_leave"  # switch it; a failure commits OFF as reconcile's target
+    LEAVE = "leave"  # the device did not answer a probe: commit OFF as reconcile's target, do not wait for it
+    ALREADY_OFF = "already_off"  # the relay was seen OFF (by hand): record it, send nothing
+
+
+def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = OffRelay.SWITCH) -> DeviceFailure | None:
+    """The socket goes OFF for `by` (`cause`): the relay as `relay` says, the open period closed once it is OFF.
+
+    Requires the socket lock inside recording_device_faults(). Returns the device failure a
+    SWITCH_OR_LEAVE or LEAVE left for reconcile (the observed state is then UNKNOWN and the
+    period stays open until reconcile confirms OFF). SWITCH raises SocketDeviceError, SocketPowerFailed.
+    """
+    if relay is OffRelay.ALREADY_OFF:
+        socket_set_desired(socket=socket, on=False, by=by, cause=cause)
+        socket_mark_seen(socket=socket, observed=PowerState.OFF)
+    elif relay is OffRelay.LEAVE:
+        socket_set_desired(socket=socket, on=False, by=by, cause=cause)
+        error = SocketDeviceError(f"{socket.name}: not answering; reconcile switches it OFF", socket=socket.name)
+        socket_record_fault(socket_id=socket.pk, error=error)
+        return error
+    elif relay is OffRelay.SWITCH_OR_LEAVE:
+        try:
+            _socket_command(socket=socket, on=False, by=by, cause=cause)
+        except (SocketDeviceError, SocketPowerFailed) as exc:
+            socket_record_fault(socket_id=socket.pk, error=exc, answered=_requests.outcomes.get(socket.pk) == _DeviceRequests.ANSWERED)
+            return exc
+    else:
+        _socket_command(socket=socket, on=False, by=by, cause=cause)
+    power_period_close(socket=socket, by=by, cause=cause)
+    return None
 
 
 def socket_set_desired(*, socket: Socket, on: bool, by: str, cause: str) -> None:
@@ -121,13 +205,9 @@ def socket_set_desired(*, socket: Socket, on: bool, by: str, cause: str) -> None
     socket.save(update_fields=["desired_power", "desired_by", "desired_cause"])
 
 
-def socket_probe(*, socket: Socket) -> bool:
-    """Whether the device answers; ask it without the socket lock, so a dead plug never holds the lock."""
-    try:
-        socket_driver(socket=socket).get_power()
-    except DeviceError:
-        return False
-    return True
+def socket_is_settled(*, socket: Socket) -> bool:
+    """The relay was last confirmed where the database says it must be: only then is a difference a hand's."""
+    return socket.observed_power != PowerState.UNKNOWN and socket.observed_power == socket.desired_power
 
 
 def socket_sample_interval(*, socket: Socket, on: bool) -> float:
@@ -157,43 +237,36 @@ def socket_set_emergency(*, socket: Socket, stopped: bool, by: str = "") -> Sock
     return socket
 
 
-def socket_ensure_default() -> Socket:
-    """Create or update the default socket from SMARTSOCKET_DEFAULT_SOCKET_* settings."""
-    socket, _ = Socket.objects.update_or_create(
-        name=settings.SMARTSOCKET_DEFAULT_SOCKET_NAME,
-        defaults={
-            "driver": settings.SMARTSOCKET_DEFAULT_SOCKET_DRIVER,
-            "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
-            "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
-            "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
-        },
-    )
-    return socket
+@dataclass(frozen=True)
+class RelayState:
+    """The relay and the meter, read together."""
+
+    on: bool
+    energy: EnergyReading
 
 
-def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
-                  sample_interval_on: float | None = None, sample_interval_off: float | None = None) -> Socket:
-    return Socket.objects.create(
-        name=name, address=address, driver=driver, username=username, password=password,
-        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off,
-    )
+def socket_read_state(*, socket: Socket) -> RelayState:
+    """Read relay and meter in one device request. Raises SocketDeviceError."""
+    try:
+        on, energy = socket_driver(socket=socket).read_state()
+    except DeviceError as exc:
+        _requests.note(socket.pk, _DeviceRequests.READ_FAILED)
+        raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
+    return RelayState(on=on, energy=energy)
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off")
+def socket_read_energy(*, socket: Socket) -> EnergyReading:
+    """Read the socket's meter. Raises SocketDeviceError."""
+    try:
+        return socket_driver(socket=socket).read_energy()
+    except DeviceError as exc:
+        _requests.note(socket.pk, _DeviceRequests.READ_FAILED)
+        raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
 
 
-def socket_update(*, socket_id: int, **config: str) -> Socket:
-    """Change a socket's configuration (SOCKET_CONFIG_FIELDS) under its lock.
-
-    Only the given fields are written, so a concurrent power change or emergency stop is
-    never overwritten with what the editor's form had read.
-    """
-    unknown = set(config) - set(SOCKET_CONFIG_FIELDS)
-    if unknown:
-        raise TypeError(f"not socket configuration: {sorted(unknown)}")
-    with transaction.atomic():
-        socket = socket_lock(socket_id=socket_id)
-        for field, value in config.items():
-            setattr(socket, field, value)
-        socket.save(update_fields=list(config))
-    return socket
+def socket_read_relay(*, socket: Socket) -> bool | None:
+    """The relay state, or None when the device does not answer (within the driver timeouts)."""
+    try:
+        return socket_driver(socket=socket).get_power()
+    except DeviceError:
+        return None

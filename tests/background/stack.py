@@ -29,11 +29,14 @@ FAST = {
 }
 
 
-def celery_worker(*, env: dict[str, str]) -> ManagedProcess:
-    """A Celery worker (the Procfile's command), started and consuming."""
+def celery_worker(*, env: dict[str, str], lane: str = "default") -> ManagedProcess:
+    """A Celery worker (the Procfile's `worker`, or with lane="safety" its `safety`), started and consuming."""
+    queue = env.get("SMARTSOCKET_CELERY_QUEUE") or "celery"
+    queue = f"{queue}-safety" if lane == "safety" else queue
     args = [sys.executable, "-m", "celery", "-A", "smartsocket_site", "worker", "--pool", "threads", "--concurrency", "8",
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"]
-    process = ManagedProcess("celery-worker", args, env).start()
+            "--queues", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+            "--hostname", f"{lane}@%h"]
+    process = ManagedProcess(f"celery-{lane}", args, env).start()
     process.wait_for_log(" ready.")
     return process
 
@@ -75,7 +78,7 @@ class Stack:
             env.update(REDIS_URL="", CELERY_BROKER_URL="")
         self.env = process_env(**env)
         self.port = free_port()
-        self.web = self.worker = self.beat = None
+        self.web = self.worker = self.safety = self.beat = None
 
     @property
     def api(self) -> str:
@@ -88,11 +91,12 @@ class Stack:
 
     def start_background(self) -> None:
         self.worker = celery_worker(env=self.env)
+        self.safety = celery_worker(env=self.env, lane="safety")
         self.beat = celery_beat(env=self.env)
 
     def kill_background(self) -> None:
-        """SIGKILL worker and beat, as a crash or a pulled plug would: what they held in memory is lost."""
-        for process in (self.beat, self.worker):
+        """SIGKILL workers and beat, as a crash or a pulled plug would: what they held in memory is lost."""
+        for process in (self.beat, self.worker, self.safety):
             if process is not None:
                 process.kill()
 
@@ -103,7 +107,7 @@ class Stack:
         shutil.rmtree(self.var_dir, ignore_errors=True)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in (self.web, self.worker, self.beat) if p is not None)
+        return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in (self.web, self.worker, self.safety, self.beat) if p is not None)
 
     def run(self):
         """Fixture body: start, hand over, print the logs if the test fails, always stop."""

@@ -14,7 +14,14 @@ from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
 from sockets.tasks import reconcile_socket
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_tasks")]
+
+
+def sweep() -> list[str]:
+    """The beat sweep, its fan-out run in-process (eager_tasks): the ids of the instances it stopped for their deadline."""
+    before = set(Instance.objects.filter(stop_reason=StopReason.TIMEOUT).values_list("pk", flat=True))
+    enforce_deadlines()
+    return sorted(set(Instance.objects.filter(stop_reason=StopReason.TIMEOUT).values_list("pk", flat=True)) - before)
 
 
 def start(api, **args) -> str:
@@ -30,17 +37,17 @@ def overdue(instance_id: str) -> None:
 def test_the_sweep_stops_overdue_instances_and_powers_off_after_the_last(socket, plug, api):
     late, other, patient = start(api, emergencyStopTimeout=60000), start(api, emergencyStopTimeout=60000), start(api)
     overdue(late)
-    assert enforce_deadlines() == [late]
+    assert sweep() == [late]
     assert plug.is_on, "others still hold the plug"
     overdue(other)
     api.put(f"/api/instance/{patient}")
-    assert enforce_deadlines() == [other]
+    assert sweep() == [other]
     assert not plug.is_on
     instance = api.get(f"/api/instance/{other}").json()["instance"]
     assert instance["stopReason"] == "timeout" and instance["triggeredPowerOff"] and not instance["isRunning"]
     assert PowerPeriod.objects.get().power_off_by == "<timeout>"
     assert api.get("/api/server/status").json()["latestEmergencyStopTimeoutInstanceId"] == other
-    assert enforce_deadlines() == [], "safe to run again"
+    assert sweep() == [], "safe to run again"
 
 
 def test_the_deadline_task_is_a_no_op_before_the_deadline_and_after_a_stop(socket, plug, api):
@@ -62,7 +69,7 @@ def test_renewing_pushes_the_deadline_out(socket, plug, api):
     instance = Instance.objects.get(pk=instance_id)
     assert instance.emergency_stop_timeout_ms == 60000 and instance.deadline_at > before + timedelta(seconds=55)
     assert response.json()["instance"]["emergencyStopTimeout"] == 60000
-    assert enforce_deadlines() == [] and instance.is_running
+    assert sweep() == [] and instance.is_running
 
 
 def test_renewing_accepts_cpee_literal_path_and_keeps_the_timeout(socket, plug, api):
@@ -72,7 +79,7 @@ def test_renewing_accepts_cpee_literal_path_and_keeps_the_timeout(socket, plug, 
     assert response.status_code == 200, response.content
     deadline = Instance.objects.get(pk=instance_id).deadline_at
     assert timedelta(seconds=4) < deadline - timezone.now() <= timedelta(seconds=5)
-    assert enforce_deadlines() == []
+    assert sweep() == []
 
 
 def test_renewing_errors(socket, plug, api):
@@ -80,7 +87,7 @@ def test_renewing_errors(socket, plug, api):
     assert api.put(f"/api/instance/{without_timeout}/renew").status_code == 422
     stopped = start(api, emergencyStopTimeout=1000)
     overdue(stopped)
-    enforce_deadlines()
+    sweep()
     response = api.put(f"/api/instance/{stopped}/renew")
     assert response.status_code == 409 and response.json()["code"] == "instance_not_running"
     assert api.put("/api/instance/nope/renew").status_code == 404
@@ -96,7 +103,7 @@ def test_a_timeout_during_an_outage_is_committed_and_reconcile_powers_off_later(
     instance_id = start(api, emergencyStopTimeout=60000)
     overdue(instance_id)
     plug.set_fault("refuse")
-    assert enforce_deadlines() == [instance_id]
+    assert sweep() == [instance_id]
     instance = Instance.objects.get(pk=instance_id)
     assert instance.stop_reason == StopReason.TIMEOUT and not instance.is_running
     socket.refresh_from_db()
@@ -118,13 +125,13 @@ def test_a_deadline_on_a_hanging_plug_does_not_hold_up_another_socket(socket, pl
         instance_id = start(api, emergencyStopTimeout=60000)
         overdue(instance_id)
         plug.set_fault("timeout")  # answers nothing until the 0.5 s read timeout
-        sweep = threading.Thread(target=lambda: (enforce_deadlines(), connection.close()))
-        sweep.start()
+        sweeping = threading.Thread(target=lambda: (sweep(), connection.close()))
+        sweeping.start()
         time.sleep(0.1)
         began = time.monotonic()
         response = api.post("/api/instance", {"socket": "other"})
         took = time.monotonic() - began
-        sweep.join()
+        sweeping.join()
         assert response.status_code == 200 and other.plug.is_on
         assert took < 0.4, f"a start on another socket waited {took:.2f} s behind the hanging plug"
     instance = Instance.objects.get(pk=instance_id)

@@ -110,20 +110,21 @@ def test_switching_off_by_hand_ends_the_running_instances(socket, plug, api):
 
 
 @pytest.mark.django_db
-def test_switching_on_by_hand_opens_a_manual_period(socket, plug, api):
+def test_switching_on_by_hand_with_nothing_running_is_recorded_and_undone(socket, plug, api):
     monitor_socket(socket.pk)
     plug.press_button()
     make_due(socket)
     assert monitor_socket(socket.pk) == "manual_on"
     period = PowerPeriod.objects.get()
-    assert (period.power_on_by, period.power_on_cause, period.is_open) == ("<manual>", "manual", True)
+    assert (period.power_on_by, period.power_on_cause) == ("<manual>", "manual")
+    assert (period.power_off_by, period.power_off_cause) == ("<unheld>", "unheld"), "nobody holds it: OFF again"
     socket.refresh_from_db()
-    assert socket.desired_power == PowerState.ON and plug.is_on, "accepted, not switched back"
+    assert (socket.desired_power, socket.observed_power) == (PowerState.OFF, PowerState.OFF) and not plug.is_on
 
     instance_id = start(api)
-    assert PowerPeriod.objects.count() == 1, "the instance joins the open period"
+    assert PowerPeriod.objects.count() == 2 and PowerPeriod.objects.filter(power_off_at=None).get().power_on_by == instance_id
     api.put(f"/api/instance/{instance_id}")
-    assert not plug.is_on and PowerPeriod.objects.get().power_off_by == instance_id
+    assert not plug.is_on
 
 
 @pytest.mark.django_db
@@ -147,6 +148,8 @@ def test_switching_on_by_hand_during_an_emergency_stop_is_undone(socket, plug, a
     monitor_socket(socket.pk)
     plug.press_button()
     make_due(socket)
-    assert monitor_socket(socket.pk) == "reconcile"
+    assert monitor_socket(socket.pk) == "manual_on"
     assert not plug.is_on and not PowerPeriod.objects.filter(power_off_at=None).exists()
+    period = PowerPeriod.objects.get()
+    assert (period.power_on_by, period.power_off_by, period.power_off_cause) == ("<manual>", "<emergency>", "emergency")
     assert Socket.objects.get(pk=socket.pk).desired_power == PowerState.OFF

@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from instances.models import Instance
-from instances.tasks import enforce_deadlines
+from instances.tasks import enforce_deadline
 from sockets.models import PowerPeriod, PowerState, Socket
 from sockets.tasks import reconcile_socket, reconcile_sockets
 
@@ -63,7 +63,8 @@ def test_a_power_period_left_open_is_closed_once_the_plug_is_seen_off(socket, pl
     instance_id = api.post("/api/instance", {"emergencyStopTimeout": 60000}).json()["instance"]["id"]
     Instance.objects.filter(pk=instance_id).update(deadline_at=timezone.now())
     plug.set_fault("refuse")
-    assert enforce_deadlines() == [instance_id]  # committed, the plug not reached
+    assert enforce_deadline(instance_id) is True  # committed, the plug not reached
+    assert Instance.objects.get(pk=instance_id).stop_reason == "timeout"
     plug.clear_fault()
     plug.press_button()  # whatever switched it: the plug is OFF now, as the database wants
     Socket.objects.filter(pk=socket.pk).update(observed_power=PowerState.OFF)

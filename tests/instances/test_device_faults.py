@@ -91,7 +91,7 @@ def test_a_fault_on_the_power_on_command_itself_creates_nothing(api, socket, plu
     plug.set_fault(fault, only="Power On")
     response = api.post("/api/instance")
     assert response.status_code == 500
-    assert plug.commands[0] == "Status 10" and plug.commands[-1] == "Power On"
+    assert plug.commands[0] == "Status 0" and plug.commands[-1] == "Power On"
     assert not Instance.objects.exists() and not PowerPeriod.objects.exists()
     socket.refresh_from_db()
     assert socket.desired_power == PowerState.OFF and socket.observed_power == PowerState.UNKNOWN

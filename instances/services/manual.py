@@ -1,0 +1,117 @@
+"""The relay as the plug has it: monitoring, hands on the plug, and the must-be-OFF watch.
+
+A plug switched OFF by hand ends its running instances (reason manual); a plug switched
+ON while it must be OFF (nobody holds it, or it is emergency-locked) is recorded and
+switched OFF again (DESIGN §6.3). Both are decided here, under the socket lock, from a
+fresh read of the relay.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
+from sockets.services import (
+    OffRelay,
+    SocketPoll,
+    power_period_open,
+    recording_device_faults,
+    socket_check_relay,
+    socket_is_settled,
+    socket_lock,
+    socket_mark_seen,
+    socket_poll,
+    socket_power_off,
+    socket_read_relay,
+    socket_reconcile,
+)
+
+from ..models import StopReason
+from ..selectors import instance_list_running, socket_must_be_off
+from .holders import instances_stop
+
+logger = logging.getLogger(__name__)
+
+
+class RelayChange:
+    """What a fresh read of the relay under the lock found (socket_follow_relay)."""
+
+    MANUAL_OFF = "manual_off"  # switched OFF by hand while held: the holders ended as manual
+    MANUAL_ON = "manual_on"  # switched ON by hand while it must be OFF: recorded, and switched OFF again
+    UNHELD_OFF = "unheld_off"  # ON, unsettled, while it must be OFF (a start failed half-way): switched OFF, no manual record
+    RECONCILE = "reconcile"  # differs from an unsettled state: reconcile's to settle
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    poll: SocketPoll | None
+    change: str | None = None
+    stopped_instances: list[str] = field(default_factory=list)
+
+
+def socket_monitor(*, socket_id: int) -> MonitorResult:
+    """Sample one socket if due; when its relay differs from the database, act on it.
+
+    Sampling runs without the socket lock; only a difference takes it.
+    """
+    poll = socket_poll(socket_id=socket_id)
+    if poll is None or not poll.differs:
+        return MonitorResult(poll=poll)
+    change, stopped = socket_follow_relay(socket_id=socket_id)
+    if change == RelayChange.RECONCILE:
+        socket_reconcile(socket_id=socket_id, force=True)
+    return MonitorResult(poll=poll, change=change, stopped_instances=stopped)
+
+
+def socket_watch(*, socket_id: int) -> str | None:
+    """The must-be-OFF watch of one socket: a cheap relay query; a relay found ON is switched OFF again.
+
+    Returns the RelayChange acted on, or None (OFF, not due, not answering, claimed elsewhere).
+    """
+    if not socket_check_relay(socket_id=socket_id):
+        return None
+    change, _ = socket_follow_relay(socket_id=socket_id)
+    if change == RelayChange.RECONCILE:
+        socket_reconcile(socket_id=socket_id, force=True)
+    return change
+
+
+def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
+    """Re-read the relay under the socket lock and act on how it differs from the database.
+
+    ON while the socket must be OFF → switched OFF again (recorded as a `<manual>` period
+    when a hand switched it from a settled OFF). OFF by hand from a settled ON while held →
+    the holders end with reason manual and the period closes as `<manual>`. Any other
+    difference comes from an unsettled state (a failed command, an outage, a restart) and is
+    reconcile's (RECONCILE, left to the caller). Returns the RelayChange (None: no
+    difference, or the device did not answer) and the ids of the instances stopped.
+    """
+    with recording_device_faults(), transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        on = socket_read_relay(socket=socket)
+        if on is None:
+            return None, []
+        running = list(instance_list_running(socket=socket).select_related("socket"))
+        if on and socket_must_be_off(socket=socket, running=running):
+            return _socket_switch_off_unheld(socket=socket), []
+        power = PowerState.ON if on else PowerState.OFF
+        if power == socket.observed_power:
+            return None, []
+        if not on and running and socket_is_settled(socket=socket):
+            instances_stop(socket=socket, instances=running, reason=StopReason.MANUAL, relay=OffRelay.ALREADY_OFF)
+            logger.info("monitor: %s switched OFF by hand; instances %s stopped", socket.name, [i.pk for i in running])
+            return RelayChange.MANUAL_OFF, [i.pk for i in running]
+        socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
+        return RelayChange.RECONCILE, []
+
+
+def _socket_switch_off_unheld(*, socket: Socket) -> str:
+    """The relay is ON while the socket must be OFF: record a hand's ON, switch it OFF again. Requires the lock."""
+    by_hand = socket_is_settled(socket=socket) and socket.observed_power == PowerState.OFF
+    if by_hand:
+        power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+    by, cause = ("<emergency>", PowerCause.EMERGENCY) if socket.is_emergency_stopped else (UNHELD, PowerCause.UNHELD)
+    error = socket_power_off(socket=socket, by=by, cause=cause, relay=OffRelay.SWITCH_OR_LEAVE)
+    logger.info("watch: %s was ON%s with nobody holding it; switched OFF%s", socket.name, " by hand" if by_hand else "",
+                f" failed, reconcile retries: {error}" if error else "")
+    return RelayChange.MANUAL_ON if by_hand else RelayChange.UNHELD_OFF

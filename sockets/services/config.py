@@ -1,0 +1,48 @@
+"""Configuration of sockets: the default socket from the environment, create, edit."""
+from django.conf import settings
+from django.db import transaction
+
+from ..models import Socket
+from .power import socket_lock
+
+
+def socket_ensure_default() -> Socket:
+    """Create or update the default socket from SMARTSOCKET_DEFAULT_SOCKET_* settings."""
+    socket, _ = Socket.objects.update_or_create(
+        name=settings.SMARTSOCKET_DEFAULT_SOCKET_NAME,
+        defaults={
+            "driver": settings.SMARTSOCKET_DEFAULT_SOCKET_DRIVER,
+            "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
+            "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
+            "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
+        },
+    )
+    return socket
+
+
+def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
+                  sample_interval_on: float | None = None, sample_interval_off: float | None = None) -> Socket:
+    return Socket.objects.create(
+        name=name, address=address, driver=driver, username=username, password=password,
+        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off,
+    )
+
+
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off")
+
+
+def socket_update(*, socket_id: int, **config: str) -> Socket:
+    """Change a socket's configuration (SOCKET_CONFIG_FIELDS) under its lock.
+
+    Only the given fields are written, so a concurrent power change or emergency stop is
+    never overwritten with what the editor's form had read.
+    """
+    unknown = set(config) - set(SOCKET_CONFIG_FIELDS)
+    if unknown:
+        raise TypeError(f"not socket configuration: {sorted(unknown)}")
+    with transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        for field, value in config.items():
+            setattr(socket, field, value)
+        socket.save(update_fields=list(config))
+    return socket

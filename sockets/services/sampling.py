@@ -1,0 +1,128 @@
+"""Sampling: the meter read on a fixed interval, and the cheap relay check of sockets that must be OFF.
+
+Both read the device without the socket lock, under a lease taken by a conditional
+UPDATE, so no two workers poll one socket at once and a dead plug delays no other.
+"""
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from ..drivers import DeviceError, EnergyReading
+from ..models import EnergySample, PowerState, Socket
+from .power import device_call_bound, socket_driver, socket_read_relay, socket_sample_interval
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SocketPoll:
+    """What one poll saw: the relay (None if unreachable) and whether it differs from the database."""
+
+    socket_id: int
+    power: str | None
+    differs: bool
+
+
+def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None, taken_at: datetime | None = None) -> EnergySample:
+    """Store a reading, with the relay state read with it (else the one last confirmed for the socket)."""
+    return EnergySample.objects.create(
+        socket=socket,
+        taken_at=taken_at or timezone.now(),
+        is_on=is_on if is_on is not None else {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
+        power_w=reading.power_w,
+        apparent_power_va=reading.apparent_power_va,
+        reactive_power_var=reading.reactive_power_var,
+        power_factor=reading.power_factor,
+        voltage_v=reading.voltage_v,
+        current_a=reading.current_a,
+        today_kwh=reading.today_kwh,
+        total_kwh=reading.total_kwh,
+    )
+
+
+def socket_claim_monitoring(*, socket_id: int) -> Socket | None:
+    """Take the monitoring lease of a socket whose sample is due, with one conditional UPDATE.
+
+    None when it is not due or another worker holds the lease (HC sendalerts: "another
+    worker process got there first"). The lease outlives a poll, so a crashed worker only
+    delays the socket's next sample.
+    """
+    now = timezone.now()
+    claimed = (
+        Socket.objects.filter(pk=socket_id)
+        .filter(Q(next_sample_at=None) | Q(next_sample_at__lte=now))
+        .filter(Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now))
+        .update(monitor_claimed_until=now + 2 * device_call_bound() + timedelta(seconds=5))
+    )
+    return Socket.objects.get(pk=socket_id) if claimed else None
+
+
+def socket_poll(*, socket_id: int) -> SocketPoll | None:
+    """Sample a due socket without its lock: read relay and meter, store the reading, release the lease.
+
+    A dead device costs its driver timeouts, marks the socket offline and its relay UNKNOWN
+    (what happened meanwhile is reconcile's to settle). None when not due or claimed elsewhere.
+    """
+    socket = socket_claim_monitoring(socket_id=socket_id)
+    if socket is None:
+        return None
+    on, error = None, ""
+    try:
+        driver = socket_driver(socket=socket)
+        on = driver.get_power()
+        reading = driver.read_energy()
+        # Stamped when read: the insert may wait for a stop that switches the relay meanwhile.
+        energy_sample_record(socket=socket, reading=reading, is_on=on, taken_at=timezone.now())
+    except DeviceError as exc:
+        logger.warning("monitor: %s unreachable: %s", socket.name, exc)
+        error = str(exc)[:255]
+    finally:
+        _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed")
+    if on is None:
+        return SocketPoll(socket_id=socket_id, power=None, differs=False)
+    power = PowerState.ON if on else PowerState.OFF
+    return SocketPoll(socket_id=socket_id, power=power, differs=power != socket.observed_power)
+
+
+def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str) -> None:
+    """Give the lease back and set when the next sample is due; record online or offline.
+
+    The next sample is due one interval after this one was due, not after it finished,
+    so the beat tick and the queue's latency do not stretch the interval.
+    """
+    now = timezone.now()
+    interval = timedelta(seconds=socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON))
+    due = socket.next_sample_at + interval if socket.next_sample_at is not None else now + interval
+    fields = {"monitor_claimed_until": None, "next_sample_at": due if due > now else now + interval}
+    if on is None:
+        fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
+    else:
+        fields.update(is_online=True, last_seen_at=now, last_error="")
+    Socket.objects.filter(pk=socket.pk).update(**fields)
+
+
+def socket_check_relay(*, socket_id: int) -> bool | None:
+    """The must-be-OFF watch's cheap check: one `Power` query, no sample, no lock, at most once per watch interval.
+
+    The caller picks the sockets (those that must be OFF) and switches an ON relay OFF again
+    under the lock. True/False: the relay; None when not due, another worker has it, or the
+    device did not answer (checked again after 2 s; reconcile handles an offline plug). The
+    next check is due a little before the interval ends, so the beat tick sets the pace.
+    """
+    now = timezone.now()
+    interval = timedelta(seconds=settings.SMARTSOCKET_OFF_WATCH_INTERVAL)
+    claimed = (
+        Socket.objects.filter(pk=socket_id)
+        .filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
+        .update(watch_next_at=now + device_call_bound() + interval)
+    )
+    if not claimed:
+        return None
+    on = socket_read_relay(socket=Socket.objects.get(pk=socket_id))
+    pause = 0.75 * interval if on is not None else max(interval, timedelta(seconds=2))
+    Socket.objects.filter(pk=socket_id).update(watch_next_at=timezone.now() + pause)
+    return on
