@@ -15,6 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = Path(settings.VAR_DIR) / "test-logs"
 
 
+def eventually(check, timeout: float, what: str):
+    """Poll `check` until it returns something truthy, and return that; fail with `what` after `timeout` seconds."""
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.2f}s: {what}")
+        time.sleep(0.05)
+    return result
+
+
 def free_port() -> int:
     with pysocket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

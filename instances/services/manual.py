@@ -106,11 +106,20 @@ def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
 
 
 def _socket_switch_off_unheld(*, socket: Socket) -> str:
-    """The relay is ON while the socket must be OFF: record a hand's ON, switch it OFF again. Requires the lock."""
+    """The relay is ON while the socket must be OFF: record a hand's ON, switch it OFF again. Requires the lock.
+
+    The period closes in the name of a pending OFF's decider (`<timeout>` after an outage),
+    else of `<emergency>` (locked) or `<unheld>` (nobody holds it).
+    """
     by_hand = socket_is_settled(socket=socket) and socket.observed_power == PowerState.OFF
     if by_hand:
         power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
-    by, cause = ("<emergency>", PowerCause.EMERGENCY) if socket.is_emergency_stopped else (UNHELD, PowerCause.UNHELD)
+    if not by_hand and socket.desired_power == PowerState.OFF and socket.desired_by:  # a pending OFF: in its decider's name
+        by, cause = socket.desired_by, socket.desired_cause or PowerCause.UNHELD
+    elif socket.is_emergency_stopped:
+        by, cause = "<emergency>", PowerCause.EMERGENCY
+    else:
+        by, cause = UNHELD, PowerCause.UNHELD
     error = socket_power_off(socket=socket, by=by, cause=cause, relay=OffRelay.SWITCH_OR_LEAVE)
     logger.info("watch: %s was ON%s with nobody holding it; switched OFF%s", socket.name, " by hand" if by_hand else "",
                 f" failed, reconcile retries: {error}" if error else "")

@@ -9,6 +9,8 @@ import requests
 from instances.models import Callback, Instance, StopReason
 from sockets.models import EnergySample, PowerPeriod, PowerState, Socket
 
+from tests.processes import eventually
+
 from .stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -17,17 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(params=["embedded", "redis"])
 def stack(request, socket, simulator):
     yield from Stack(broker=request.param, plug_url=simulator.url).run()
-
-
-def eventually(check, timeout: float, what: str):
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout}s: {what}")
 
 
 def start(stack: Stack, **args) -> dict:

@@ -1,6 +1,5 @@
 """Fixtures of the production-topology tests: PostgreSQL and Redis guards, gunicorn, several plugs, the whole stack."""
 import os
-import time
 
 import pytest
 import redis
@@ -10,7 +9,7 @@ from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
 from tests.background.receiver import CallbackReceiver
 from tests.background.stack import Stack
-from tests.processes import free_port, gunicorn, process_env
+from tests.processes import eventually, free_port, gunicorn, process_env  # noqa: F401 - eventually: for the tests here
 
 
 def require_service(what: str, available: bool, why: str) -> None:
@@ -75,11 +74,3 @@ def receiver():
         yield receiver
 
 
-def eventually(check, timeout: float, what: str):
-    """Poll `check` until it returns something truthy, and return that; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.2f}s: {what}")
-        time.sleep(0.05)
-    return result
