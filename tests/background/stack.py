@@ -3,6 +3,7 @@
 `Stack(broker="embedded"|"redis", plug_url=...)` starts all three with the Procfile's commands;
 `celery_worker(env=...)` and `celery_beat(env=...)` start one part. Stop what you start (`Stack.stop()`).
 """
+import contextlib
 import os
 import shutil
 import sys
@@ -108,6 +109,11 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.log()[-4000:]}" for p in (self.web, self.worker, self.safety, self.beat) if p is not None)
+
+    @contextlib.contextmanager
+    def running(self):
+        """`with Stack(...).running() as stack:` — run() as a context manager."""
+        yield from self.run()
 
     def run(self):
         """Fixture body: start, hand over, print the logs if the test fails, always stop."""
