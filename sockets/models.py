@@ -5,6 +5,7 @@ from django.db.models import F, Q
 
 # Who a power period was switched by when it was no instance (power_on_by / power_off_by).
 MANUAL = "<manual>"  # a hand on the plug
+UNKNOWN_ACTOR = "<unknown>"  # found ON while the relay's state was unknown (after a failed command or an outage)
 UNHELD = "<unheld>"  # the service, because nobody held the plug (switched ON by hand, or a start that failed half-way)
 
 

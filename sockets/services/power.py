@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..drivers import DeviceError, EnergyReading, SocketDriver, get_driver
 from ..exceptions import SocketDeviceError, SocketPowerFailed
-from ..models import MANUAL, PowerCause, PowerPeriod, PowerState, Socket
+from ..models import MANUAL, UNKNOWN_ACTOR, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
 
 logger = logging.getLogger(__name__)
@@ -154,13 +154,18 @@ def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTE
 
 
 def socket_take_on(*, socket: Socket, by: str) -> PowerPeriod:
-    """The relay was found ON already (switched by hand) for a first holder: keep it, nothing is switched.
+    """The relay was found ON already for a first holder: keep it, nothing is switched.
 
-    The period opens as `<manual>` (a hand switched it on), `by` becomes who it is ON for. Requires the socket lock.
+    The period opens as `<manual>` when a hand switched it on (from a settled OFF), else as
+    `<unknown>` (its state was unknown: a failed command, an outage); `by` becomes who it is
+    ON for. Requires the socket lock.
     """
+    by_hand = socket_is_settled(socket=socket) and socket.observed_power == PowerState.OFF
     socket_set_desired(socket=socket, on=True, by=by, cause=PowerCause.REQUESTED)
     socket_mark_seen(socket=socket, observed=PowerState.ON)
-    return power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+    if by_hand:
+        return power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+    return power_period_open(socket=socket, by=UNKNOWN_ACTOR, cause=PowerCause.RECONCILE)
 
 
 class OffRelay(enum.Enum):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from instances.models import Callback, Instance
 from instances.services import socket_watch
-from instances.tasks import watch_sockets
+from instances.tasks import monitor_socket, watch_sockets
 from sockets.models import PowerPeriod, PowerState, Socket
 from sockets.services import socket_reconcile_backoff
 from sockets.tasks import reconcile_socket
@@ -192,6 +192,7 @@ def test_timeout_is_an_alias_of_emergency_stop_timeout(api, socket, plug):
 # 7. Smaller ones.
 
 def test_a_start_on_a_plug_already_on_by_hand_switches_nothing(api, socket, plug):
+    monitor_socket(socket.pk)  # the plug is known OFF: an ON now is a hand's
     plug.press_button()
     answer = start(api)
     assert answer["triggeredPowerOn"] is False and plug.power_on_commands == 0
@@ -201,6 +202,12 @@ def test_a_start_on_a_plug_already_on_by_hand_switches_nothing(api, socket, plug
     stopped = api.put(f"/api/instance/{answer['instance']['id']}").json()
     assert stopped["triggeredPowerOff"] is True and not plug.is_on
     assert PowerPeriod.objects.get().power_off_by == answer["instance"]["id"]
+
+
+def test_a_start_on_a_plug_found_on_in_an_unknown_state_keeps_it_on_as_unknown(api, socket, plug):
+    plug.press_button()  # the socket was never seen: its relay state is UNKNOWN
+    assert start(api)["triggeredPowerOn"] is False
+    assert PowerPeriod.objects.get().power_on_by == "<unknown>", "not claimed to be a hand's"
 
 
 def test_callback_urls_are_case_insensitive_in_their_scheme_and_other_schemes_are_refused(api, socket):
