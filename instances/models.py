@@ -18,6 +18,7 @@ class StopReason(models.TextChoices):
     EMERGENCY = "emergency"
     MANUAL = "manual"
     DELETED = "deleted"
+    FAILSAFE = "failsafe"  # the plug's own off-timer fired: the service missed the deadline
 
 
 class Instance(models.Model):

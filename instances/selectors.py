@@ -2,8 +2,9 @@
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -50,6 +51,16 @@ def socket_list_must_be_off() -> QuerySet[Socket]:
     """Sockets nobody holds or that are emergency-locked (SQL form of socket_must_be_off)."""
     running = Instance.objects.filter(socket=OuterRef("pk"), stopped_at=None)
     return Socket.objects.filter(Q(is_emergency_stopped=True) | ~Exists(running))
+
+
+def failsafe_target(*, running: list[Instance]) -> datetime | None:
+    """When the plug's own off-timer must end for these holders: the latest deadline + SMARTSOCKET_FAILSAFE_MARGIN.
+
+    None (no timer) when nobody holds it or any holder has no deadline: a timer must never cut a holder short.
+    """
+    if not running or any(instance.deadline_at is None for instance in running):
+        return None
+    return max(instance.deadline_at for instance in running) + timedelta(seconds=settings.SMARTSOCKET_FAILSAFE_MARGIN)
 
 
 def instance_list_between(*, socket: Socket | None, since: datetime | None, until: datetime | None) -> QuerySet[Instance]:

@@ -157,6 +157,10 @@ SMARTSOCKET_DEFAULT_SOCKET_ADDRESS = env_str(
 )
 SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNAME", "")
 SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
+# The on-device failsafe (README "Safety"): the plug's own off-timer ends this long after the
+# latest running deadline; off = the service never arms a timer on any plug.
+SMARTSOCKET_FAILSAFE = env_bool("SMARTSOCKET_FAILSAFE", True)
+SMARTSOCKET_FAILSAFE_MARGIN = env_float("SMARTSOCKET_FAILSAFE_MARGIN", 5.0)
 # Upper bound for emergencyStopTimeout (ms) and wait durations (s): 7 days.
 SMARTSOCKET_MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 

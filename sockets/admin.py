@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Now
@@ -18,8 +18,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .drivers import DRIVERS
+from .exceptions import SmartSocketError
 from .models import EnergySample, PowerPeriod, Socket
-from .services import socket_create, socket_update
+from .selectors import socket_failsafe_state
+from .services import socket_create, socket_set_off_after_power_loss, socket_update
 
 
 class _Echo:
@@ -118,7 +120,7 @@ class SocketForm(forms.ModelForm):
 
     class Meta:
         model = Socket
-        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off"]
+        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -136,7 +138,7 @@ class SocketForm(forms.ModelForm):
 
 class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
     form = SocketForm
-    actions = ["export_csv"]
+    actions = ["set_off_after_power_loss", "export_csv"]
     csv_fields = ("name", "driver", "address", "observed_power", "is_online", "last_seen_at", "is_emergency_stopped",
                   "emergency_stopped_at", "emergency_stopped_by", "last_error")
     list_display = ("name", "driver", "address", "observed_power", "is_online", "last_seen_at", "is_emergency_stopped", "last_error")
@@ -145,13 +147,32 @@ class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
     state_fields = (
         "observed_power", "is_online", "last_seen_at", "last_error", "device_name", "desired_power", "desired_by",
         "desired_cause", "is_emergency_stopped", "emergency_stopped_at", "emergency_stopped_by", "created_at",
+        "failsafe_state", "after_power_loss", "after_power_loss_checked_at",
     )
     readonly_fields = state_fields
     fieldsets = (
         ("Configuration", {"fields": ("name", "driver", "address", "username", "password", "clear_password")}),
         ("Monitoring", {"fields": ("sample_interval_on", "sample_interval_off")}),
+        ("Failsafe", {"fields": ("failsafe",)}),
         ("State (changed by the service only)", {"fields": state_fields}),
     )
+
+    @admin.display(description="failsafe timer")
+    def failsafe_state(self, socket: Socket) -> str:
+        state = socket_failsafe_state(socket=socket)
+        if not state["supported"]:
+            return "not armed by the service (" + ("turned off" if state["reason"] else "the driver has no timer") + ")"
+        return f"armed, ends {state['expiresAt']:%Y-%m-%d %H:%M:%S} UTC" if state["armed"] else "not armed (OFF, or a holder without deadline)"
+
+    @admin.action(description="Make the plug stay OFF after a power loss (PowerOnState 0)", permissions=["change"])
+    def set_off_after_power_loss(self, request, queryset) -> None:
+        for socket in queryset:
+            try:
+                socket = socket_set_off_after_power_loss(socket_id=socket.pk)
+            except SmartSocketError as exc:
+                self.message_user(request, f"{socket}: not changed: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{socket}: after a power loss the plug now comes back {socket.after_power_loss.upper()}", messages.SUCCESS)
 
     def save_model(self, request, obj: Socket, form: SocketForm, change: bool) -> None:
         """Through the services: a change writes only the configuration, under the socket lock."""

@@ -6,13 +6,21 @@ from django.db.models import F, Q
 # Who a power period was switched by when it was no instance (power_on_by / power_off_by).
 MANUAL = "<manual>"  # a hand on the plug
 UNKNOWN_ACTOR = "<unknown>"  # found ON while the relay's state was unknown (after a failed command or an outage)
-UNHELD = "<unheld>"  # the service, because nobody held the plug (switched ON by hand, or a start that failed half-way)
+UNHELD = "<unheld>"
+FAILSAFE = "<failsafe>"  # the plug's own off-timer, armed by the service, switched it off  # the service, because nobody held the plug (switched ON by hand, or a start that failed half-way)
 
 
 class PowerState(models.TextChoices):
     ON = "ON"
     OFF = "OFF"
     UNKNOWN = "UNKNOWN"
+
+
+class AfterPowerLoss(models.TextChoices):
+    ON = "on"
+    OFF = "off"
+    LAST = "last"  # as it was: ON if the outage came during a run
+    UNKNOWN = "unknown"
 
 
 class Socket(models.Model):
@@ -45,6 +53,15 @@ class Socket(models.Model):
     # Reconcile backoff: failed attempts since the device last got where it must be.
     reconcile_attempts = models.PositiveIntegerField(default=0)
     reconcile_next_at = models.DateTimeField(null=True, blank=True)
+    # The on-device failsafe (DESIGN §6.4): whether the service arms the plug's own off-timer,
+    # when that timer must end (latest running deadline + SMARTSOCKET_FAILSAFE_MARGIN; None: no
+    # timer wanted) and when the timer armed on the device ends (None: not armed).
+    failsafe = models.BooleanField(default=True, help_text="Arm the plug's own off-timer (Tasmota PulseTime) for holders with a deadline. Off for plugs that must not have a timer.")
+    failsafe_target_at = models.DateTimeField(null=True, blank=True)
+    failsafe_expires_at = models.DateTimeField(null=True, blank=True)
+    # What the relay does when the mains come back (Tasmota PowerOnState), as last read.
+    after_power_loss = models.CharField(max_length=8, choices=AfterPowerLoss.choices, default=AfterPowerLoss.UNKNOWN)
+    after_power_loss_checked_at = models.DateTimeField(null=True, blank=True)
     # The must-be-OFF watch: when the relay of a socket nobody holds is checked next (and its lease).
     watch_next_at = models.DateTimeField(null=True, blank=True)
 
@@ -65,6 +82,7 @@ class PowerCause(models.TextChoices):
     DELETED = "deleted"
     RECONCILE = "reconcile"
     UNHELD = "unheld"  # switched OFF again because nobody held it
+    FAILSAFE = "failsafe"  # the plug's own off-timer fired before the service acted
 
 
 class PowerPeriod(models.Model):

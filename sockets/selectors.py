@@ -4,6 +4,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
+from .drivers import DRIVERS
 from .exceptions import SocketNotFound
 from .models import EnergySample, PowerPeriod, Socket
 
@@ -15,6 +16,15 @@ def socket_get(*, name: str | None = None) -> Socket:
         return Socket.objects.get(name=name)
     except Socket.DoesNotExist:
         raise SocketNotFound(f"no socket named {name!r}", socket=name) from None
+
+
+def socket_failsafe_state(*, socket: Socket) -> dict:
+    """The on-device failsafe as the API and admin show it: `{supported, armed, expiresAt}` (+ why not supported)."""
+    has_timer = getattr(DRIVERS.get(socket.driver), "failsafe_max_seconds", 0) > 0
+    reason = "" if settings.SMARTSOCKET_FAILSAFE else "SMARTSOCKET_FAILSAFE=False"
+    reason = reason or ("" if socket.failsafe else "turned off for this socket")
+    return {"supported": has_timer and not reason, "armed": socket.failsafe_expires_at is not None,
+            "expiresAt": socket.failsafe_expires_at, "reason": reason}
 
 
 def socket_list() -> QuerySet[Socket]:

@@ -92,6 +92,7 @@ class PlugSimulator:
         self._total_kwh = INITIAL_TOTAL_KWH
         self._pulse_set = 0
         self._pulse_deadline = None
+        self.power_on_state = 3  # the firmware default: after a mains outage the relay comes back as it was
         self._fault = None
         self._fault_count = None
         self._fault_only = ""
@@ -184,6 +185,8 @@ class PlugSimulator:
                 "today": round(self._today_kwh, 6),
                 "total": round(self._total_kwh, 6),
                 "pulse_time": self._pulse_set,
+                "pulse_remaining_s": round(self._pulse_deadline - time.monotonic(), 3) if self._pulse_deadline else 0,
+                "power_on_state": self.power_on_state,
                 "fault": self._fault,
                 "fault_count": self._fault_count,
                 "commands": len(self._commands),
@@ -193,6 +196,30 @@ class PlugSimulator:
             }
 
     # -- control -------------------------------------------------------------------------------
+
+    @property
+    def pulse_remaining_s(self) -> float:
+        """Seconds until the PulseTime countdown switches the relay off (0: not counting)."""
+        with self._lock:
+            self._advance()
+            return max(self._pulse_deadline - time.monotonic(), 0.0) if self._pulse_deadline is not None else 0.0
+
+    @property
+    def pulse_set(self) -> int:
+        """The configured PulseTime value (the device's encoding; 0 = none)."""
+        with self._lock:
+            return self._pulse_set
+
+    def mains_cycle(self) -> bool:
+        """The mains drop and come back: the relay comes up as PowerOnState says (0/5 off, 1/4 on, 2 toggled, 3 as it was)."""
+        with self._lock:
+            self._advance()
+            was_on = self._on
+            self._switch(False, "mains")
+            up = {0: False, 1: True, 2: not was_on, 3: was_on, 4: True, 5: False}[self.power_on_state]
+            if up:
+                self._switch(True, "mains")
+            return self._on
 
     def press_button(self) -> bool:
         """Toggle the relay like the physical button and return the new state."""
@@ -297,7 +324,8 @@ class PlugSimulator:
             return {"Command": "Unknown"}
         name, index = match.group(1).lower(), int(match.group(2)) if match.group(2) else None
         handler = {"power": self._cmd_power, "status": self._cmd_status, "state": self._cmd_state,
-                   "pulsetime": self._cmd_pulsetime, "devicename": self._cmd_devicename}.get(name)
+                   "pulsetime": self._cmd_pulsetime, "devicename": self._cmd_devicename,
+                   "poweronstate": self._cmd_poweronstate}.get(name)
         if handler is None:
             return {"Command": "Unknown"}
         arg = arg.strip()
@@ -361,6 +389,13 @@ class PlugSimulator:
             self._pulse_deadline = time.monotonic() + decode_pulse(value) if value else None
         return {"PulseTime1": {"Set": self._pulse_set, "Remaining": self._pulse_remaining()}}
 
+    def _cmd_poweronstate(self, index, arg):
+        if arg:
+            if not arg.isdigit() or int(arg) > 5:
+                return ERROR
+            self.power_on_state = int(arg)
+        return {"PowerOnState": self.power_on_state}
+
     def _cmd_devicename(self, index, arg):
         if arg:
             self.device_name = arg
@@ -422,7 +457,7 @@ class PlugSimulator:
     def _status_block(self) -> dict:
         return {
             "Module": 0, "DeviceName": self.device_name, "FriendlyName": [self.device_name], "Topic": TOPIC,
-            "ButtonTopic": "0", "Power": "1" if self._on else "0", "PowerLock": "0", "PowerOnState": 3,
+            "ButtonTopic": "0", "Power": "1" if self._on else "0", "PowerLock": "0", "PowerOnState": self.power_on_state,
             "LedState": 1, "LedMask": "FFFF", "SaveData": 1, "SaveState": 1, "SwitchTopic": "0",
             "SwitchMode": [0] * 8, "ButtonRetain": 0, "SwitchRetain": 0, "SensorRetain": 0, "PowerRetain": 0,
             "InfoRetain": 0, "StateRetain": 0, "StatusRetain": 0,
@@ -547,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/cm"): self._cm, ("POST", "/cm"): self._cm,
             ("GET", "/sim/state"): self._sim_state, ("POST", "/sim/button"): self._sim_button,
             ("POST", "/sim/fault"): self._sim_fault, ("POST", "/sim/load"): self._sim_load,
-            ("POST", "/sim/reset"): self._sim_reset,
+            ("POST", "/sim/reset"): self._sim_reset, ("POST", "/sim/mains"): self._sim_mains,
         }
         route = routes.get((self.command, url.path))
         if route is None:
@@ -606,6 +641,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError):
             self._send(400, json.dumps({"error": "watts=<number> required"}))
             return
+        self._sim_state(query)
+
+    def _sim_mains(self, query):
+        self.server.simulator.plug.mains_cycle()
         self._sim_state(query)
 
     def _sim_reset(self, query):

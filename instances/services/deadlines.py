@@ -5,12 +5,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from sockets.exceptions import InvalidParameter
-from sockets.services import socket_lock
+from sockets.services import socket_lock, socket_set_failsafe_target
 
 from ..exceptions import InstanceNotRunning
 from ..models import Instance, StopReason
-from ..selectors import instance_get
-from .holders import StopResult, instance_schedule_deadline, instance_stop_unattended
+from ..selectors import failsafe_target, instance_get, instance_list_running
+from .holders import StopResult, instance_schedule_deadline, instance_stop_unattended, socket_rearm_failsafe
 
 
 def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instance:
@@ -21,7 +21,7 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
     """
     instance = instance_get(instance_id=instance_id)
     with transaction.atomic():
-        socket_lock(socket_id=instance.socket_id)
+        socket = socket_lock(socket_id=instance.socket_id)
         instance = Instance.objects.select_related("socket").get(pk=instance.pk)
         if not instance.is_running:
             raise InstanceNotRunning(instanceId=instance.pk, stopReason=instance.stop_reason)
@@ -32,6 +32,8 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
         instance.deadline_at = timezone.now() + timedelta(milliseconds=timeout_ms)
         instance.save(update_fields=["emergency_stop_timeout_ms", "deadline_at"])
         instance_schedule_deadline(instance=instance)
+        socket_set_failsafe_target(socket=socket, until=failsafe_target(running=list(instance_list_running(socket=socket))))
+        socket_rearm_failsafe(socket=socket)  # the plug's own timer moves with the deadline
     return instance
 
 

@@ -5,6 +5,7 @@ talks to the device (or not, as the caller's OffRelay says), closes the power pe
 marks the instances. Requested, deleted, timeout, emergency, manual and start-wait-stop's
 planned stop all call it; `instance_stop_unattended()` is the form for stops nobody waits for.
 """
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,17 +23,21 @@ from sockets.services import (
     device_call_bound,
     energy_sample_record,
     recording_device_faults,
+    socket_arm_failsafe,
     socket_lock,
     socket_power_off,
     socket_power_on,
     socket_read_energy,
     socket_read_relay,
     socket_read_state,
+    socket_set_failsafe_target,
     socket_take_on,
 )
 
 from ..models import Instance, StopReason
-from ..selectors import instance_get, instance_list_running
+from ..selectors import failsafe_target, instance_get, instance_list_running
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
         socket = socket_lock(socket_id=socket.pk)
         if socket.is_emergency_stopped:
             raise SocketEmergencyStopped(socket=socket.name)
-        first = not instance_list_running(socket=socket).exists()
+        running = list(instance_list_running(socket=socket))
+        first = not running
         state = socket_read_state(socket=socket) if first else None
         reading = state.energy if state is not None else socket_read_energy(socket=socket)
         energy_sample_record(socket=socket, reading=reading, is_on=state.on if state is not None else None)
@@ -85,12 +91,16 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             energy_at_start=_energy_snapshot(reading),
             **{f"client_{key}": value for key, value in client.items()},
         )
+        socket_set_failsafe_target(socket=socket, until=failsafe_target(running=[*running, instance]))
         period = None if first else power_period_get_open(socket=socket)
         triggered = period is None and not (state is not None and state.on)
         if period is None and not triggered:  # ON by hand before anybody held it
             period = socket_take_on(socket=socket, by=instance.id)
-        elif period is None:  # first holder (or a holder's period was lost): command the relay ON
+            socket_rearm_failsafe(socket=socket)
+        elif period is None:  # first holder (or a holder's period was lost): arm the failsafe, command the relay ON
             period = socket_power_on(socket=socket, by=instance.id, cause=PowerCause.REQUESTED)
+        else:  # another holder: the plug's own timer must not end before its deadline
+            socket_rearm_failsafe(socket=socket)
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
         instance.save(force_insert=True)
         instance_schedule_deadline(instance=instance)
@@ -112,6 +122,8 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         _socket_sample_if_reachable(socket=socket)  # the closing reading, within the run; an emergency does not wait for it
     now = timezone.now()
     error = None
+    remaining = [] if last else list(instance_list_running(socket=socket).exclude(pk__in=ids))
+    socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))  # a later pass shrinks the timer
     if last:
         error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay)
     for instance in instances:
@@ -121,6 +133,20 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance)
         instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh"])
     return error
+
+
+def socket_rearm_failsafe(*, socket: Socket, force: bool = False) -> bool:
+    """Arm the plug's own off-timer for the socket's target; a device that refuses is noted, not fatal.
+
+    The holder keeps its start or renewal: monitoring re-arms on its next pass, and a timer
+    that fires meanwhile is recorded as `<failsafe>` (the plug errs towards OFF). Requires the socket lock.
+    """
+    try:
+        return socket_arm_failsafe(socket=socket, force=force)
+    except SocketDeviceError as exc:
+        Socket.objects.filter(pk=socket.pk).update(last_error=str(exc)[:255])
+        logger.warning("%s", exc)
+        return False
 
 
 def _power_off_by(*, instances: list[Instance], reason: str) -> str:

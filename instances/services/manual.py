@@ -8,7 +8,10 @@ fresh read of the relay.
 import logging
 from dataclasses import dataclass, field
 
+from datetime import timedelta
+
 from django.db import transaction
+from django.utils import timezone
 
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
@@ -17,6 +20,7 @@ from sockets.services import (
     power_period_open,
     recording_device_faults,
     socket_check_relay,
+    socket_failsafe_supported,
     socket_is_settled,
     socket_lock,
     socket_mark_seen,
@@ -24,11 +28,15 @@ from sockets.services import (
     socket_power_off,
     socket_read_relay,
     socket_reconcile,
+    socket_set_failsafe_target,
 )
 
 from ..models import StopReason
-from ..selectors import instance_list_running, socket_must_be_off
-from .holders import instances_stop
+from ..selectors import failsafe_target, instance_list_running, socket_must_be_off
+from .holders import instances_stop, socket_rearm_failsafe
+
+# An OFF this close to the armed timer's end (or after it) is the timer's, not a hand's.
+FAILSAFE_TOLERANCE = timedelta(seconds=1)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ class RelayChange:
     """What a fresh read of the relay under the lock found (socket_follow_relay)."""
 
     MANUAL_OFF = "manual_off"  # switched OFF by hand while held: the holders ended as manual
+    FAILSAFE = "failsafe"  # switched OFF by the plug's own timer: the holders ended as failsafe
     MANUAL_ON = "manual_on"  # switched ON by hand while it must be OFF: recorded, and switched OFF again
     UNHELD_OFF = "unheld_off"  # ON, unsettled, while it must be OFF (a start failed half-way): switched OFF, no manual record
     RECONCILE = "reconcile"  # differs from an unsettled state: reconcile's to settle
@@ -55,12 +64,28 @@ def socket_monitor(*, socket_id: int) -> MonitorResult:
     Sampling runs without the socket lock; only a difference takes it.
     """
     poll = socket_poll(socket_id=socket_id)
+    if poll is not None and poll.power == PowerState.ON and not poll.differs:
+        socket_refresh_failsafe(socket_id=socket_id)
     if poll is None or not poll.differs:
         return MonitorResult(poll=poll)
     change, stopped = socket_follow_relay(socket_id=socket_id)
     if change == RelayChange.RECONCILE:
         socket_reconcile(socket_id=socket_id, force=True)
     return MonitorResult(poll=poll, change=change, stopped_instances=stopped)
+
+
+def socket_refresh_failsafe(*, socket_id: int) -> bool:
+    """Re-arm a held ON plug's own off-timer on every monitoring pass: drift, a reboot and targets beyond
+    the device's range are corrected, and a timer left longer by a stop shrinks to the holders' deadlines."""
+    with transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        if not socket_failsafe_supported(socket=socket) or socket.observed_power != PowerState.ON:
+            return False
+        running = list(instance_list_running(socket=socket))
+        if not running:
+            return False  # the must-be-OFF watch's
+        socket_set_failsafe_target(socket=socket, until=failsafe_target(running=running))
+        return socket_rearm_failsafe(socket=socket, force=socket.failsafe_target_at is not None)
 
 
 def socket_watch(*, socket_id: int) -> str | None:
@@ -98,11 +123,25 @@ def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
         if power == socket.observed_power:
             return None, []
         if not on and running and socket_is_settled(socket=socket):
-            instances_stop(socket=socket, instances=running, reason=StopReason.MANUAL, relay=OffRelay.ALREADY_OFF)
-            logger.info("monitor: %s switched OFF by hand; instances %s stopped", socket.name, [i.pk for i in running])
-            return RelayChange.MANUAL_OFF, [i.pk for i in running]
+            return _socket_follow_off(socket=socket, running=running)
         socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
         return RelayChange.RECONCILE, []
+
+
+def _socket_follow_off(*, socket: Socket, running: list) -> tuple[str, list[str]]:
+    """The relay went OFF under its holders: their plug's own timer (when it was due) or a hand. Requires the lock."""
+    armed = socket.failsafe_expires_at
+    fired = armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE
+    reason, change = (StopReason.FAILSAFE, RelayChange.FAILSAFE) if fired else (StopReason.MANUAL, RelayChange.MANUAL_OFF)
+    instances_stop(socket=socket, instances=running, reason=reason, relay=OffRelay.ALREADY_OFF)
+    ids = [instance.pk for instance in running]
+    if fired:
+        message = f"the plug's failsafe timer switched it OFF at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
+        Socket.objects.filter(pk=socket.pk).update(last_error=message)
+        logger.error("%s: %s; instances %s ended (failsafe)", socket.name, message, ids)
+    else:
+        logger.info("monitor: %s switched OFF by hand; instances %s stopped", socket.name, ids)
+    return change, ids
 
 
 def _socket_switch_off_unheld(*, socket: Socket) -> str:

@@ -2,6 +2,13 @@
 from rest_framework import serializers
 
 from ..models import EnergySample, PowerPeriod, Socket
+from ..selectors import socket_failsafe_state
+
+
+class FailsafeSerializer(serializers.Serializer):
+    supported = serializers.BooleanField(help_text="The service arms this plug's own off-timer (SMARTSOCKET_FAILSAFE, the socket's setting, the driver).")
+    armed = serializers.BooleanField()
+    expiresAt = serializers.DateTimeField(allow_null=True, help_text="When the plug switches itself off unless re-armed.")
 
 
 class SocketSerializer(serializers.ModelSerializer):
@@ -14,14 +21,21 @@ class SocketSerializer(serializers.ModelSerializer):
     emergencyStoppedAt = serializers.DateTimeField(source="emergency_stopped_at", allow_null=True)
     deviceName = serializers.CharField(source="device_name")
     runningInstances = serializers.IntegerField(source="running_instances", help_text="Number of running instances.")
+    failsafe = serializers.SerializerMethodField(help_text="The plug's own off-timer: {supported, armed, expiresAt}.")
+    afterPowerLoss = serializers.CharField(source="after_power_loss", help_text="What the relay does when the mains come back: on, off, last (as it was), unknown.")
 
     class Meta:
         model = Socket
         fields = [
             "name", "driver", "address", "deviceName", "observedPower", "desiredPower", "isOnline", "lastSeenAt",
-            "lastError", "isEmergencyStopped", "emergencyStoppedAt", "runningInstances",
+            "lastError", "isEmergencyStopped", "emergencyStoppedAt", "runningInstances", "failsafe", "afterPowerLoss",
         ]
         read_only_fields = fields
+
+
+    def get_failsafe(self, socket: Socket) -> FailsafeSerializer:
+        state = socket_failsafe_state(socket=socket)
+        return FailsafeSerializer({key: state[key] for key in ("supported", "armed", "expiresAt")}).data
 
 
 class PowerPeriodSerializer(serializers.ModelSerializer):

@@ -46,9 +46,17 @@ class DeviceInfo:
 class SocketDriver(Protocol):
     """What every plug driver offers; each method raises DeviceError on any fault."""
 
+    failsafe_max_seconds: float  # the longest on-device off-timer (0: the device has none)
+
     def get_power(self) -> bool: ...
 
-    def set_power(self, on: bool) -> bool: ...  # the state the device reports afterwards
+    def set_power(self, on: bool, off_after: float | None = None) -> bool: ...  # the state the device reports afterwards
+
+    def arm_off_timer(self, seconds: float) -> float: ...  # the device switches itself off then (0: no timer)
+
+    def read_after_power_loss(self) -> str: ...  # "on", "off" or "last"
+
+    def set_off_after_power_loss(self) -> str: ...
 
     def read_energy(self) -> EnergyReading: ...
 

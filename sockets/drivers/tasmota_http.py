@@ -1,4 +1,6 @@
 """Tasmota over HTTP (`GET /cm?cmnd=...`), as described in docs/device-protocols.md."""
+import math
+
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
@@ -12,8 +14,29 @@ _session.mount("http://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1
 _session.mount("https://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
 
 
+PULSE_TIME_MAX_SECONDS = 64800.0  # PulseTime 64900: 18 h
+
+
+def pulse_time_value(seconds: float) -> int:
+    """The PulseTime value whose countdown lasts at least `seconds` (0.1 s steps to 11.1 s, then seconds; at most 18 h)."""
+    if seconds <= 11.1:
+        return max(1, math.ceil(round(seconds * 10, 6)))
+    return min(math.ceil(round(seconds, 6)), int(PULSE_TIME_MAX_SECONDS)) + 100
+
+
+def pulse_time_seconds(value: int) -> float:
+    return value / 10 if value <= 111 else float(value - 100)
+
+
+# PowerOnState → what the relay does when the mains come back (docs/device-protocols.md §6.2).
+AFTER_POWER_LOSS = {0: "off", 1: "on", 2: "on", 3: "last", 4: "on", 5: "on"}
+
+
 class TasmotaHttpDriver:
     """Drives one Tasmota plug through its HTTP command API."""
+
+    # The on-device failsafe: PulseTime, the longest countdown it can hold.
+    failsafe_max_seconds = PULSE_TIME_MAX_SECONDS
 
     def __init__(self, *, address: str, username: str = "", password: str = "", timeout: tuple[float, float] = (2.0, 3.0)):
         self.address = address.rstrip("/") if "://" in address else f"http://{address.rstrip('/')}"
@@ -24,9 +47,38 @@ class TasmotaHttpDriver:
         """Read the relay state."""
         return _parse_power(self._command("Power"))
 
-    def set_power(self, on: bool) -> bool:
-        """Switch the relay and return the state the device reports."""
+    def set_power(self, on: bool, off_after: float | None = None) -> bool:
+        """Switch the relay and return the state the device reports.
+
+        `off_after` (ON only): first set the plug's own off-timer (PulseTime) to at least that
+        many seconds, 0 for none, so `Power On` starts it; None leaves the timer as it is.
+        `Power Off` cancels a running countdown.
+        """
+        if on and off_after is not None:
+            self.arm_off_timer(off_after)
         return _parse_power(self._command("Power On" if on else "Power Off"))
+
+    def arm_off_timer(self, seconds: float) -> float:
+        """Set PulseTime so the relay switches itself off `seconds` from now (0: no timer); the seconds armed."""
+        value = pulse_time_value(seconds) if seconds > 0 else 0
+        answer = self._command(f"PulseTime {value}")
+        block = answer.get("PulseTime1", answer.get("PulseTime"))
+        if not isinstance(block, dict) or _first(block.get("Set")) != value:
+            raise DeviceProtocolError(f"{self.address}: PulseTime {value} not taken: {str(answer)[:200]}")
+        return pulse_time_seconds(value) if value else 0.0
+
+    def read_after_power_loss(self) -> str:
+        """What the relay does when the mains come back: "on", "off" or "last" (PowerOnState)."""
+        answer = self._command("PowerOnState")
+        try:
+            return AFTER_POWER_LOSS[int(answer["PowerOnState"])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeviceProtocolError(f"{self.address}: unexpected PowerOnState answer: {str(answer)[:200]}") from exc
+
+    def set_off_after_power_loss(self) -> str:
+        """Make the relay stay OFF when the mains come back (PowerOnState 0)."""
+        self._command("PowerOnState 0")
+        return self.read_after_power_loss()
 
     def read_energy(self) -> EnergyReading:
         """Read the energy meter (`Status 10`)."""
@@ -89,6 +141,10 @@ def _parse_power(answer: dict) -> bool:
     if value not in ("ON", "OFF"):
         raise DeviceProtocolError(f"no POWER in answer: {str(answer)[:200]}")
     return value == "ON"
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) and value else value
 
 
 def _parse_energy(answer: dict) -> EnergyReading:

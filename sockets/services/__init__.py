@@ -1,5 +1,5 @@
 """Every state change of a socket, re-exported from the modules that hold them."""
-from .config import SOCKET_CONFIG_FIELDS, socket_create, socket_ensure_default, socket_update
+from .config import SOCKET_CONFIG_FIELDS, socket_create, socket_ensure_default, socket_set_off_after_power_loss, socket_update
 from .power import (
     DeviceFailure,
     OffRelay,
@@ -8,7 +8,9 @@ from .power import (
     power_period_close,
     power_period_open,
     recording_device_faults,
+    socket_arm_failsafe,
     socket_driver,
+    socket_failsafe_supported,
     socket_is_settled,
     socket_lock,
     socket_mark_seen,
@@ -21,6 +23,7 @@ from .power import (
     socket_sample_interval,
     socket_set_desired,
     socket_set_emergency,
+    socket_set_failsafe_target,
     socket_take_on,
 )
 from .reconcile import ReconcileResult, socket_reconcile, socket_reconcile_backoff
@@ -38,11 +41,13 @@ __all__ = [
     "power_period_close",
     "power_period_open",
     "recording_device_faults",
+    "socket_arm_failsafe",
     "socket_check_relay",
     "socket_claim_monitoring",
     "socket_create",
     "socket_driver",
     "socket_ensure_default",
+    "socket_failsafe_supported",
     "socket_is_settled",
     "socket_lock",
     "socket_mark_seen",
@@ -58,6 +63,8 @@ __all__ = [
     "socket_sample_interval",
     "socket_set_desired",
     "socket_set_emergency",
+    "socket_set_failsafe_target",
+    "socket_set_off_after_power_loss",
     "socket_take_on",
     "socket_update",
 ]

@@ -1,9 +1,12 @@
 """Configuration of sockets: the default socket from the environment, create, edit."""
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from ..drivers import DeviceError
+from ..exceptions import SocketDeviceError
 from ..models import Socket
-from .power import socket_lock
+from .power import socket_driver, socket_lock
 
 
 def socket_ensure_default() -> Socket:
@@ -21,14 +24,29 @@ def socket_ensure_default() -> Socket:
 
 
 def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
-                  sample_interval_on: float | None = None, sample_interval_off: float | None = None) -> Socket:
+                  sample_interval_on: float | None = None, sample_interval_off: float | None = None, failsafe: bool = True) -> Socket:
     return Socket.objects.create(
         name=name, address=address, driver=driver, username=username, password=password,
-        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off,
+        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off, failsafe=failsafe,
     )
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off")
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe")
+
+
+def socket_set_off_after_power_loss(*, socket_id: int) -> Socket:
+    """Make the plug stay OFF when the mains come back (Tasmota `PowerOnState 0`), and record what it now says.
+
+    A saved device setting, not a relay command: no lock is needed. Raises SocketDeviceError.
+    """
+    socket = Socket.objects.get(pk=socket_id)
+    try:
+        after = socket_driver(socket=socket).set_off_after_power_loss()
+    except DeviceError as exc:
+        raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
+    Socket.objects.filter(pk=socket_id).update(after_power_loss=after, after_power_loss_checked_at=timezone.now())
+    socket.after_power_loss = after
+    return socket
 
 
 def socket_update(*, socket_id: int, **config: str) -> Socket:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from ..drivers import DeviceError, EnergyReading, SocketDriver, get_driver
+from ..drivers import DRIVERS, DeviceError, EnergyReading, SocketDriver, get_driver
 from ..exceptions import SocketDeviceError, SocketPowerFailed
 from ..models import MANUAL, UNKNOWN_ACTOR, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
@@ -109,21 +109,76 @@ def socket_record_fault(*, socket_id: int, error: Exception, answered: bool = Fa
 def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     """The one relay command: record the target, switch, check the device's answer, mark it seen.
 
-    Requires the socket lock inside recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
+    Switching ON arms the plug's own off-timer first (for `failsafe_target_at`, see
+    socket_arm_failsafe); `Power Off` cancels it. Requires the socket lock inside
+    recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
     """
     if _requests.depth == 0:
         raise RuntimeError("relay commands are sent only inside recording_device_faults()")
     wanted = PowerState.ON if on else PowerState.OFF
     socket_set_desired(socket=socket, on=on, by=by, cause=cause)
+    off_after = _socket_failsafe_seconds(socket=socket) if on else None
     _requests.note(socket.pk, _DeviceRequests.SENT)
     try:
-        reported = socket_driver(socket=socket).set_power(on)
+        reported = socket_driver(socket=socket).set_power(on, off_after=off_after)
     except DeviceError as exc:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
     _requests.note(socket.pk, _DeviceRequests.ANSWERED)
     if reported != on:
         raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
+    _socket_mark_armed(socket=socket, seconds=off_after if on else 0.0)
     socket_mark_seen(socket=socket, observed=wanted)
+
+
+def socket_failsafe_supported(*, socket: Socket) -> bool:
+    """The service arms this plug's own off-timer: on (SMARTSOCKET_FAILSAFE and the socket's `failsafe`) and the driver has one."""
+    return settings.SMARTSOCKET_FAILSAFE and socket.failsafe and getattr(DRIVERS.get(socket.driver), "failsafe_max_seconds", 0) > 0
+
+
+def socket_set_failsafe_target(*, socket: Socket, until: datetime | None) -> None:
+    """Record when the plug's own off-timer must end (None: no timer). Requires the socket lock; arming is separate."""
+    if socket.failsafe_target_at != until:
+        socket.failsafe_target_at = until
+        socket.save(update_fields=["failsafe_target_at"])
+
+
+def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
+    """Bring the plug's own off-timer to `failsafe_target_at` (or clear it) while the relay is ON.
+
+    Without `force`, only when the armed timer would end too early or should not run at all
+    (it is never left shorter than the target); with it, always (monitoring: drift, reboots,
+    targets beyond the device's range). One device request; requires the socket lock. True
+    when the device was asked. Raises SocketDeviceError.
+    """
+    seconds = _socket_failsafe_seconds(socket=socket)
+    if seconds is None or socket.observed_power != PowerState.ON:
+        return False
+    armed, target = socket.failsafe_expires_at, socket.failsafe_target_at
+    if not force and ((target is None and armed is None) or (target is not None and armed is not None and armed >= target)):
+        return False
+    try:
+        seconds = socket_driver(socket=socket).arm_off_timer(seconds)
+    except DeviceError as exc:
+        raise SocketDeviceError(f"{socket.name}: failsafe timer not set: {exc}", socket=socket.name) from exc
+    _socket_mark_armed(socket=socket, seconds=seconds)
+    return True
+
+
+def _socket_failsafe_seconds(*, socket: Socket) -> float | None:
+    """Seconds the plug's off-timer must run from now (0: no timer), or None when the service leaves the timer alone."""
+    if not socket_failsafe_supported(socket=socket):
+        return None
+    if socket.failsafe_target_at is None:
+        return 0.0
+    remaining = (socket.failsafe_target_at - timezone.now()).total_seconds()
+    return min(max(remaining, 0.1), DRIVERS[socket.driver].failsafe_max_seconds)
+
+
+def _socket_mark_armed(*, socket: Socket, seconds: float | None) -> None:
+    if seconds is None:
+        return
+    socket.failsafe_expires_at = timezone.now() + timedelta(seconds=seconds) if seconds > 0 else None
+    socket.save(update_fields=["failsafe_expires_at"])
 
 
 def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod:
@@ -225,6 +280,9 @@ def socket_sample_interval(*, socket: Socket, on: bool) -> float:
 def socket_mark_seen(*, socket: Socket, observed: str) -> None:
     socket.observed_power, socket.is_online, socket.last_seen_at, socket.last_error = observed, True, timezone.now(), ""
     fields = ["observed_power", "is_online", "last_seen_at", "last_error"]
+    if observed == PowerState.OFF and socket.failsafe_expires_at is not None:  # an OFF relay has no countdown to fear
+        socket.failsafe_expires_at = None
+        fields.append("failsafe_expires_at")
     if observed == PowerState.ON:  # sample at the ON pace from now on, not after the slower OFF interval
         first = socket.last_seen_at + timedelta(seconds=socket_sample_interval(socket=socket, on=True))
         if socket.next_sample_at is None or socket.next_sample_at > first:

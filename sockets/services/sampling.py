@@ -16,6 +16,7 @@ from ..models import EnergySample, PowerState, Socket
 from .power import device_call_bound, socket_driver, socket_read_relay, socket_sample_interval
 
 logger = logging.getLogger(__name__)
+POWER_LOSS_CHECK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -70,25 +71,33 @@ def socket_poll(*, socket_id: int) -> SocketPoll | None:
     socket = socket_claim_monitoring(socket_id=socket_id)
     if socket is None:
         return None
-    on, error = None, ""
+    on, error, after_power_loss = None, "", None
     try:
         driver = socket_driver(socket=socket)
         on = driver.get_power()
         reading = driver.read_energy()
         # Stamped when read: the insert may wait for a stop that switches the relay meanwhile.
         energy_sample_record(socket=socket, reading=reading, is_on=on, taken_at=timezone.now())
+        if _socket_power_loss_check_due(socket=socket):
+            after_power_loss = driver.read_after_power_loss()
     except DeviceError as exc:
         logger.warning("monitor: %s unreachable: %s", socket.name, exc)
         error = str(exc)[:255]
     finally:
-        _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed")
+        _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed", after_power_loss=after_power_loss)
     if on is None:
         return SocketPoll(socket_id=socket_id, power=None, differs=False)
     power = PowerState.ON if on else PowerState.OFF
     return SocketPoll(socket_id=socket_id, power=power, differs=power != socket.observed_power)
 
 
-def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str) -> None:
+def _socket_power_loss_check_due(*, socket: Socket) -> bool:
+    """What the plug does after a mains outage is read once, then every POWER_LOSS_CHECK (it is a saved setting)."""
+    checked = socket.after_power_loss_checked_at
+    return checked is None or timezone.now() - checked > POWER_LOSS_CHECK
+
+
+def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, after_power_loss: str | None = None) -> None:
     """Give the lease back and set when the next sample is due; record online or offline.
 
     The next sample is due one interval after this one was due, not after it finished,
@@ -102,6 +111,8 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str) -
         fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
     else:
         fields.update(is_online=True, last_seen_at=now, last_error="")
+    if after_power_loss is not None:
+        fields.update(after_power_loss=after_power_loss, after_power_loss_checked_at=now)
     Socket.objects.filter(pk=socket.pk).update(**fields)
 
 
