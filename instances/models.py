@@ -19,6 +19,7 @@ class StopReason(models.TextChoices):
     MANUAL = "manual"
     DELETED = "deleted"
     FAILSAFE = "failsafe"  # the plug's own off-timer fired: the service missed the deadline
+    MAX_ON = "max_on"  # a holder without a deadline reached the socket's max_on_seconds
 
 
 class Instance(models.Model):

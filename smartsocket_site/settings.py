@@ -157,6 +157,8 @@ SMARTSOCKET_DEFAULT_SOCKET_ADDRESS = env_str(
 )
 SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNAME", "")
 SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
+# Ceiling (seconds) for holders of the default socket without an emergencyStopTimeout; empty = none.
+SMARTSOCKET_DEFAULT_SOCKET_MAX_ON = env_float("SMARTSOCKET_DEFAULT_SOCKET_MAX_ON", 0.0) or None
 # The on-device failsafe (README "Safety"): the plug's own off-timer ends this long after the
 # latest running deadline; off = the service never arms a timer on any plug.
 SMARTSOCKET_FAILSAFE = env_bool("SMARTSOCKET_FAILSAFE", True)

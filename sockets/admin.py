@@ -114,13 +114,17 @@ class SocketForm(forms.ModelForm):
     sample_interval_on = forms.FloatField(
         required=False, min_value=0.5, max_value=86400, help_text="Seconds between samples while ON; empty = SMARTSOCKET_SAMPLE_INTERVAL_ON.",
     )
+    max_on_seconds = forms.FloatField(
+        required=False, min_value=1, max_value=7 * 86400,
+        help_text="Holders without an emergencyStopTimeout end (reason max_on) this many seconds after their start; empty = no ceiling.",
+    )
     sample_interval_off = forms.FloatField(
         required=False, min_value=0.5, max_value=86400, help_text="Seconds between samples while OFF; empty = SMARTSOCKET_SAMPLE_INTERVAL_OFF.",
     )
 
     class Meta:
         model = Socket
-        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe"]
+        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe", "max_on_seconds"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -153,7 +157,7 @@ class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
     fieldsets = (
         ("Configuration", {"fields": ("name", "driver", "address", "username", "password", "clear_password")}),
         ("Monitoring", {"fields": ("sample_interval_on", "sample_interval_off")}),
-        ("Failsafe", {"fields": ("failsafe",)}),
+        ("Failsafe", {"fields": ("failsafe", "max_on_seconds")}),
         ("State (changed by the service only)", {"fields": state_fields}),
     )
 

@@ -58,6 +58,7 @@ class Socket(models.Model):
     # timer wanted) and when the timer armed on the device ends (None: not armed).
     failsafe = models.BooleanField(default=True, help_text="Arm the plug's own off-timer (Tasmota PulseTime) for holders with a deadline. Off for plugs that must not have a timer.")
     failsafe_target_at = models.DateTimeField(null=True, blank=True)
+    max_on_seconds = models.FloatField(null=True, blank=True, help_text="Ceiling for holders without an emergencyStopTimeout: they end (reason max_on) this long after their start. Empty = none.")
     failsafe_expires_at = models.DateTimeField(null=True, blank=True)
     # What the relay does when the mains come back (Tasmota PowerOnState), as last read.
     after_power_loss = models.CharField(max_length=8, choices=AfterPowerLoss.choices, default=AfterPowerLoss.UNKNOWN)
@@ -83,6 +84,7 @@ class PowerCause(models.TextChoices):
     RECONCILE = "reconcile"
     UNHELD = "unheld"  # switched OFF again because nobody held it
     FAILSAFE = "failsafe"  # the plug's own off-timer fired before the service acted
+    MAX_ON = "max_on"  # a holder without a deadline reached the socket's max_on_seconds
 
 
 class PowerPeriod(models.Model):

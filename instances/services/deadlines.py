@@ -38,13 +38,15 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
 
 
 def instance_stop_timeout(*, instance_id: str) -> StopResult | None:
-    """Stop an instance whose deadline has passed (reason timeout); None if it is not due, not running or claimed.
+    """Stop an instance whose deadline has passed; None if it is not due, not running or claimed.
 
-    Safe to run twice: the deadline is re-checked under the socket lock. The decision is
-    committed even when the device fails (instance stopped, desired OFF by `<timeout>`)
-    and reconcile completes the power-off.
+    The reason is timeout — or max_on for a holder without an emergencyStopTimeout, whose
+    deadline is the socket's ceiling. Safe to run twice: the deadline is re-checked under the
+    socket lock. The decision is committed even when the device fails (instance stopped,
+    desired OFF by `<timeout>`) and reconcile completes the power-off.
     """
+    timeout_ms = Instance.objects.filter(pk=instance_id).values_list("emergency_stop_timeout_ms", flat=True).first()
     return instance_stop_unattended(
-        instance_id=instance_id, reason=StopReason.TIMEOUT,
+        instance_id=instance_id, reason=StopReason.TIMEOUT if timeout_ms is not None else StopReason.MAX_ON,
         due=lambda instance: instance.deadline_at is not None and instance.deadline_at <= timezone.now(),
     )

@@ -87,7 +87,7 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             socket=socket,
             started_at=now,
             emergency_stop_timeout_ms=timeout_ms,
-            deadline_at=now + timedelta(milliseconds=timeout_ms) if timeout_ms is not None else None,
+            deadline_at=instance_first_deadline(socket=socket, started_at=now, timeout_ms=timeout_ms),
             energy_at_start=_energy_snapshot(reading),
             **{f"client_{key}": value for key, value in client.items()},
         )
@@ -105,6 +105,15 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
         instance.save(force_insert=True)
         instance_schedule_deadline(instance=instance)
     return StartResult(instance=instance, triggered_power_on=triggered)
+
+
+def instance_first_deadline(*, socket: Socket, started_at, timeout_ms: int | None):
+    """The deadline a new holder gets: its emergencyStopTimeout, else the socket's max_on_seconds ceiling, else none."""
+    if timeout_ms is not None:
+        return started_at + timedelta(milliseconds=timeout_ms)
+    if socket.max_on_seconds:
+        return started_at + timedelta(seconds=socket.max_on_seconds)
+    return None
 
 
 def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay) -> DeviceFailure | None:

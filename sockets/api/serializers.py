@@ -22,13 +22,14 @@ class SocketSerializer(serializers.ModelSerializer):
     deviceName = serializers.CharField(source="device_name")
     runningInstances = serializers.IntegerField(source="running_instances", help_text="Number of running instances.")
     failsafe = serializers.SerializerMethodField(help_text="The plug's own off-timer: {supported, armed, expiresAt}.")
+    maxOnSeconds = serializers.FloatField(source="max_on_seconds", allow_null=True, help_text="Ceiling for holders without a deadline.")
     afterPowerLoss = serializers.CharField(source="after_power_loss", help_text="What the relay does when the mains come back: on, off, last (as it was), unknown.")
 
     class Meta:
         model = Socket
         fields = [
             "name", "driver", "address", "deviceName", "observedPower", "desiredPower", "isOnline", "lastSeenAt",
-            "lastError", "isEmergencyStopped", "emergencyStoppedAt", "runningInstances", "failsafe", "afterPowerLoss",
+            "lastError", "isEmergencyStopped", "emergencyStoppedAt", "runningInstances", "failsafe", "maxOnSeconds", "afterPowerLoss",
         ]
         read_only_fields = fields
 

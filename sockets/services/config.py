@@ -18,20 +18,24 @@ def socket_ensure_default() -> Socket:
             "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
             "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
             "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
+            "max_on_seconds": settings.SMARTSOCKET_DEFAULT_SOCKET_MAX_ON,
         },
     )
     return socket
 
 
 def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
-                  sample_interval_on: float | None = None, sample_interval_off: float | None = None, failsafe: bool = True) -> Socket:
+                  sample_interval_on: float | None = None, sample_interval_off: float | None = None, failsafe: bool = True,
+                  max_on_seconds: float | None = None) -> Socket:
     return Socket.objects.create(
         name=name, address=address, driver=driver, username=username, password=password,
         sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off, failsafe=failsafe,
+        max_on_seconds=max_on_seconds,
     )
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe")
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe",
+                        "max_on_seconds")
 
 
 def socket_set_off_after_power_loss(*, socket_id: int) -> Socket:

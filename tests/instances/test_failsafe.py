@@ -204,3 +204,19 @@ def test_the_plug_can_be_set_to_stay_off_after_a_power_loss(admin_client, socket
     plug.execute("Power On")
     assert plug.mains_cycle() is False, "the simulated plug now stays OFF after the mains come back"
     assert socket_set_off_after_power_loss(socket_id=socket.pk).after_power_loss == "off"
+
+
+def test_max_on_ends_holders_without_a_deadline_and_the_timer_backs_it(api, socket, plug):
+    from instances.tasks import enforce_deadline
+
+    Socket.objects.filter(pk=socket.pk).update(max_on_seconds=1.0)
+    with_ceiling = start(api)
+    assert with_ceiling["deadline"] and with_ceiling["emergencyStopTimeout"] is None
+    assert timer_end(plug) >= Instance.objects.get(pk=with_ceiling["id"]).deadline_at.timestamp() + 4.8, "the device backs it"
+    time.sleep(1.1)
+    assert enforce_deadline(with_ceiling["id"]) is True
+    ended = Instance.objects.get(pk=with_ceiling["id"])
+    assert ended.stop_reason == StopReason.MAX_ON and not plug.is_on
+    assert (PowerPeriod.objects.get().power_off_by, PowerPeriod.objects.get().power_off_cause) == ("<max_on>", "max_on")
+    assert start(api, emergencyStopTimeout=60000)["deadline"], "holders with a deadline keep theirs"
+    assert api.get("/api/sockets/default").json()["maxOnSeconds"] == 1.0
