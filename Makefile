@@ -13,7 +13,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
-	$(BIN)/honcho start -f Procfile
+	$(BIN)/honcho start -f Procfile --env /dev/null  # .env is docker compose's: the shell environment wins here
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,20 @@
-"""OpenAPI post-processing: what every operation shares — JSON errors and who may call it."""
+"""OpenAPI: operation ids, and post-processing of what every operation shares — JSON errors and who may call it."""
+from drf_spectacular.openapi import AutoSchema
+
+# Actions routed both with an id in the path and without one (CPEE's literal `:instanceId` and
+# the id as an argument, or an emergency stop of the socket as a whole).
+ID_OPTIONAL_ACTIONS = {"retrieve", "update", "destroy", "emergency_stop"}
+
+
+class SmartSocketSchema(AutoSchema):
+    """drf-spectacular's schema with one operation id per route: `…_by_argument` where the id is not in the path."""
+
+    def get_operation_id(self):
+        operation_id = super().get_operation_id()
+        if "{" not in self.path and getattr(self.view, "action", None) in ID_OPTIONAL_ACTIONS:
+            return f"{operation_id}_by_argument"
+        return operation_id
+
 
 ERROR_SCHEMA = {
     "type": "object",

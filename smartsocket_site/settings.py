@@ -1,6 +1,7 @@
 """Django settings: every knob comes from the environment, with safe embedded defaults."""
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -46,10 +47,33 @@ def env_networks(name: str, default: list[str]) -> list[str]:
     return values
 
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me")
+def embedded_secret_key(path: Path) -> str:
+    """The embedded default's key: made once, kept in var/ (mode 0600), the same for every process that shares var/."""
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or embedded_secret_key(VAR_DIR / "secret_key")
+if SECRET_KEY.startswith("change-me") and not DEBUG:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is still the placeholder from .env.example: set a long random value, e.g. the output of "
+        "`python3 -c 'import secrets; print(secrets.token_urlsafe(50))'` (or leave it unset to use a key kept in var/)"
+    )
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# Behind TLS (a reverse proxy): secure cookies and HSTS. HTTP is never redirected to HTTPS by the
+# service itself: CPEE fails on redirects, so that is the proxy's choice (security.W008 silenced).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = int(env_float("DJANGO_HSTS_SECONDS", 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+SILENCED_SYSTEM_CHECKS = ["security.W008"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,11 +85,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "smartsocket_site",
     "sockets",
     "instances",
 ]
 
 MIDDLEWARE = [
+    "smartsocket_site.health.OperationsMiddleware",  # /healthz, /readyz, /metrics on any Host
+    "smartsocket_site.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's CSS/JS from STATIC_ROOT (`collectstatic`) under gunicorn with DEBUG off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -85,7 +113,8 @@ WSGI_APPLICATION = "smartsocket_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # First, so its drf_spectacular/redoc.html (no CDN fonts) wins over the app's own.
+        "DIRS": [BASE_DIR / "smartsocket_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -135,13 +164,17 @@ REST_FRAMEWORK = {
     "URL_FORMAT_OVERRIDE": None,
     # OPTIONS answers 405 like any other unsupported method (DRF's metadata needs querysets we do not have).
     "DEFAULT_METADATA_CLASS": None,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "smartsocket_site.schema.SmartSocketSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Smart Socket Service API",
     "DESCRIPTION": "Share smart plugs safely between lab-automation processes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: /api/docs works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["smartsocket_site.api.schema_without_slash_twins"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "smartsocket_site.schema.document_errors_and_access"],
 }
@@ -190,6 +223,8 @@ SMARTSOCKET_CALLBACK_MAX_ATTEMPTS = int(env_float("SMARTSOCKET_CALLBACK_MAX_ATTE
 SMARTSOCKET_CALLBACK_BACKOFF = env_float("SMARTSOCKET_CALLBACK_BACKOFF", 2.0)  # doubles per attempt
 SMARTSOCKET_CALLBACK_BACKOFF_MAX = env_float("SMARTSOCKET_CALLBACK_BACKOFF_MAX", 300.0)
 SMARTSOCKET_CALLBACK_TIMEOUT = env_float("SMARTSOCKET_CALLBACK_TIMEOUT", 5.0)  # connect and read, each
+# Worker, safety worker and beat heartbeats (/readyz): sent this often, stale after 3 intervals + 2 s.
+SMARTSOCKET_HEARTBEAT_INTERVAL = env_float("SMARTSOCKET_HEARTBEAT_INTERVAL", 5.0)
 
 # Celery: Redis when REDIS_URL (or CELERY_BROKER_URL) is set, else the embedded broker:
 # message files under SMARTSOCKET_BROKER_DIR, no server needed. Results are never read.
@@ -235,11 +270,33 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-sockets": _tick("sockets.tasks.reconcile_sockets", SMARTSOCKET_RECONCILE_SWEEP),
     "watch-sockets": _tick("instances.tasks.watch_sockets", SMARTSOCKET_OFF_WATCH_INTERVAL),
     "deliver-callbacks": _tick("instances.tasks.deliver_callbacks", SMARTSOCKET_CALLBACK_SWEEP),
+    # One heartbeat per queue: the worker that runs it shows its queue is served; beat's sending shows beat runs.
+    "heartbeat-worker": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("worker",)},
+    "heartbeat-safety": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("safety",)},
 }
+CELERY_BEAT_SCHEDULE["heartbeat-worker"]["options"]["queue"] = CELERY_TASK_DEFAULT_QUEUE
+CELERY_BEAT_SCHEDULE["heartbeat-safety"]["options"]["queue"] = SMARTSOCKET_SAFETY_QUEUE
 
+# Logs: one INFO line per business event (start, stop, deadline, emergency, hand on the plug,
+# reconcile); sweeps and Celery's per-task chatter stay below INFO. LOG_FORMAT=json: one JSON
+# object per line (python-json-logger), from web, workers and beat alike.
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+    },
+    "filters": {"quiet_celery": {"()": "smartsocket_site.logs.QuietCelery"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["quiet_celery"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "urllib3": {"level": "ERROR"},  # retry chatter; device faults are logged once, by the services
+    },
 }
+# The worker and beat log through LOGGING above, not Celery's own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

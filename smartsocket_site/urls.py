@@ -1,7 +1,9 @@
 """Routes. Every API route answers with and without a trailing slash, never redirecting (CPEE)."""
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from instances.api.views import InstanceViewSet, ServerViewSet
 from sockets.api.views import SocketViewSet
@@ -20,6 +22,7 @@ def api(route: str, view, name: str) -> list:
 
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="index.html", extra_context={"version": settings.SPECTACULAR_SETTINGS["VERSION"]}), name="index"),
     path("admin/", admin.site.urls),
     *api("instance", InstanceViewSet.as_view({"post": "create", **INSTANCE}), "instance"),
     *api("instance/<str:pk>", InstanceViewSet.as_view(INSTANCE), "instance-detail"),
@@ -37,4 +40,5 @@ urlpatterns = [
     *api("sockets/<slug:name>/samples", SocketViewSet.as_view({"get": "samples"}), "socket-samples"),
     *api("schema", SpectacularAPIView.as_view(), "schema"),
     *api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
+    *api("redoc", SpectacularRedocView.as_view(url_name="schema"), "redoc"),
 ]

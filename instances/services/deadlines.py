@@ -1,4 +1,5 @@
 """Deadlines: lease renewal and the stop the service decides when a holder vanishes."""
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -11,6 +12,8 @@ from ..exceptions import InstanceNotRunning
 from ..models import Instance, StopReason
 from ..selectors import failsafe_target, instance_get, instance_list_running
 from .holders import StopResult, instance_schedule_deadline, instance_stop_unattended, socket_rearm_failsafe
+
+logger = logging.getLogger(__name__)
 
 
 def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instance:
@@ -34,6 +37,7 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
         instance_schedule_deadline(instance=instance)
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=list(instance_list_running(socket=socket))))
         socket_rearm_failsafe(socket=socket)  # the plug's own timer moves with the deadline
+    logger.info("renew: socket=%s instance=%s deadline=%s", socket.name, instance.pk, instance.deadline_at.isoformat())
     return instance
 
 

@@ -1,4 +1,5 @@
 """The emergency stop of a socket and its recovery."""
+import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -9,6 +10,8 @@ from sockets.services import OffRelay, recording_device_faults, socket_lock, soc
 from ..models import StopReason
 from ..selectors import instance_list_running
 from .holders import instances_stop
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ def emergency_stop(*, socket: Socket, triggered_by: str | None = None) -> Emerge
         socket_set_emergency(socket=socket, stopped=True, by=triggered_by or "")
         running = list(instance_list_running(socket=socket).select_related("socket"))
         error = instances_stop(socket=socket, instances=running, reason=StopReason.EMERGENCY, relay=OffRelay.SWITCH_OR_LEAVE)
+    logger.warning("emergency stop: socket=%s by=%r instances=%s%s", socket.name, triggered_by or "", [i.pk for i in running],
+                   f" (the plug did not confirm OFF: {error})" if error else "")
     if error is not None:
         raise error
     return EmergencyResult(socket=socket, stopped_instances=[instance.pk for instance in running])
@@ -38,4 +43,6 @@ def recover(*, socket: Socket) -> Socket:
     """Lift the emergency lock so instances can start again."""
     with transaction.atomic():
         socket = socket_lock(socket_id=socket.pk)
-        return socket_set_emergency(socket=socket, stopped=False)
+        socket = socket_set_emergency(socket=socket, stopped=False)
+    logger.info("recover: socket=%s emergency lock lifted", socket.name)
+    return socket

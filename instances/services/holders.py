@@ -104,6 +104,8 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
         instance.save(force_insert=True)
         instance_schedule_deadline(instance=instance)
+    logger.info("start: socket=%s instance=%s deadline=%s triggeredPowerOn=%s label=%r instanceUrl=%r", socket.name, instance.pk,
+                instance.deadline_at.isoformat() if instance.deadline_at else None, triggered, instance.client_label, instance.client_instance_url)
     return StartResult(instance=instance, triggered_power_on=triggered)
 
 
@@ -141,6 +143,8 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         instance.power_off_at = now if last and error is None else None
         instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance)
         instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh"])
+    logger.info("stop: socket=%s instances=%s reason=%s lastHolder=%s%s", socket.name, ids, reason, last,
+                f" (the plug did not confirm OFF; reconcile takes over: {error})" if error else "")
     return error
 
 

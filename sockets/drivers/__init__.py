@@ -1,14 +1,14 @@
 """Plug drivers, picked by a socket's `driver` field."""
 from django.conf import settings
 
-from .base import DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceUnreachable, EnergyReading, SocketDriver
+from .base import DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading, SocketDriver
 from .tasmota_http import TasmotaHttpDriver
 
 DRIVERS = {"tasmota_http": TasmotaHttpDriver}
 
 __all__ = [
     "DRIVERS", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError",
-    "DeviceUnreachable", "EnergyReading", "SocketDriver", "TasmotaHttpDriver", "get_driver",
+    "DeviceTimeout", "DeviceUnreachable", "EnergyReading", "SocketDriver", "TasmotaHttpDriver", "get_driver",
 ]
 
 

@@ -11,6 +11,10 @@ class DeviceUnreachable(DeviceError):
     """Timeout, refused connection, DNS failure."""
 
 
+class DeviceTimeout(DeviceUnreachable):
+    """No connection, or no answer, within the driver's timeout."""
+
+
 class DeviceProtocolError(DeviceError):
     """HTTP error status, bad JSON, missing keys, a command the device rejected."""
 

@@ -5,7 +5,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceUnreachable, EnergyReading
+from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading
 
 # One pooled session per process. Only connection failures are retried (once): a retry
 # after a read timeout would double the time a dead plug holds the socket lock.
@@ -115,8 +115,12 @@ class TasmotaHttpDriver:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise DeviceUnreachable(f"{self.address}: {type(exc).__name__}") from exc
+        except requests.ConnectTimeout as exc:
+            raise DeviceTimeout(f"{self.address}: no connection within {self.timeout[0]:g} s") from exc
+        except requests.Timeout as exc:
+            raise DeviceTimeout(f"{self.address}: no answer within {self.timeout[1]:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise DeviceUnreachable(f"{self.address}: connection refused or reset") from exc
         except requests.RequestException as exc:
             raise DeviceProtocolError(f"{self.address}: {exc}") from exc
         if response.status_code == 401:

@@ -18,7 +18,9 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from ..drivers import DRIVERS, DeviceError, EnergyReading, SocketDriver, get_driver
+from smartsocket_site.operations import event_count
+
+from ..drivers import DRIVERS, DeviceAuthError, DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading, SocketDriver, get_driver
 from ..exceptions import SocketDeviceError, SocketPowerFailed
 from ..models import MANUAL, UNKNOWN_ACTOR, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
@@ -97,8 +99,26 @@ def _socket_record_request_faults(*, outcomes: dict[int, str], error: BaseExcept
             logger.warning("socket %s: fault not recorded yet (transaction broken): %s", socket_id, error)
 
 
+def device_error_kind(error: BaseException) -> str:
+    """The precise kind of a device fault, for logs and metrics: timeout, refused, auth, protocol, wrong_state, other."""
+    if isinstance(error, SocketPowerFailed):
+        return "wrong_state"
+    cause = error.__cause__ if isinstance(error, SocketDeviceError) and error.__cause__ is not None else error
+    if isinstance(cause, DeviceAuthError):
+        return "auth"
+    if isinstance(cause, DeviceTimeout):
+        return "timeout"
+    if isinstance(cause, DeviceUnreachable):
+        return "refused"
+    if isinstance(cause, DeviceProtocolError):
+        return "protocol"
+    return "other"
+
+
 def socket_record_fault(*, socket_id: int, error: Exception, answered: bool = False) -> None:
     """After a failed device command: relay state UNKNOWN (for reconcile), online only if it answered."""
+    event_count(name="device_errors", label=device_error_kind(error))
+    logger.warning("device fault: socket id %s (%s): %s", socket_id, device_error_kind(error), error)
     Socket.objects.filter(pk=socket_id).update(
         observed_power=PowerState.UNKNOWN,
         is_online=answered or isinstance(error, SocketPowerFailed),

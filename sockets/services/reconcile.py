@@ -8,6 +8,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from smartsocket_site.operations import event_count
+
 from ..drivers import DeviceError
 from ..exceptions import SocketDeviceError, SocketPowerFailed
 from ..models import PowerCause, PowerState, Socket
@@ -70,6 +72,7 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
         error = exc
     if error is not None:
         return _socket_reconcile_failed(socket=socket, error=error)
+    event_count(name="reconcile_attempts", label=action)
     logger.info("reconcile: %s %s %s (for %s, %s)", socket.name, action, socket.desired_power, by, cause)
     return ReconcileResult(socket_id=socket_id, action=action, desired=socket.desired_power)
 
@@ -106,6 +109,7 @@ def socket_reconcile_backoff(*, socket: Socket, attempts: int) -> float:
 
 def _socket_reconcile_failed(*, socket: Socket, error: Exception) -> ReconcileResult:
     """Count the attempt, back off exponentially, and record the fault."""
+    event_count(name="reconcile_attempts", label="failed")
     attempts = socket.reconcile_attempts + 1
     delay = socket_reconcile_backoff(socket=socket, attempts=attempts)
     socket_record_fault(socket_id=socket.pk, error=error, answered=isinstance(error, SocketPowerFailed))

@@ -13,7 +13,9 @@ from django.utils import timezone
 
 from ..drivers import DeviceError, EnergyReading
 from ..models import EnergySample, PowerState, Socket
-from .power import device_call_bound, socket_driver, socket_read_relay, socket_sample_interval
+from smartsocket_site.operations import event_count
+
+from .power import device_call_bound, device_error_kind, socket_driver, socket_read_relay, socket_sample_interval
 
 logger = logging.getLogger(__name__)
 POWER_LOSS_CHECK = timedelta(hours=1)
@@ -81,7 +83,8 @@ def socket_poll(*, socket_id: int) -> SocketPoll | None:
         if _socket_power_loss_check_due(socket=socket):
             after_power_loss = driver.read_after_power_loss()
     except DeviceError as exc:
-        logger.warning("monitor: %s unreachable: %s", socket.name, exc)
+        logger.warning("monitor: %s did not answer (%s): %s", socket.name, device_error_kind(exc), exc)
+        event_count(name="device_errors", label=device_error_kind(exc))
         error = str(exc)[:255]
     finally:
         _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed", after_power_loss=after_power_loss)

@@ -36,3 +36,48 @@ def test_compose_runs_web_worker_beat_and_simulator_on_postgres_and_redis():
     assert "safety" in services["safety"]["command"] and "safety" not in services["worker"]["command"], "a pool of its own"
     assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy", "migrations first"
     assert services["postgres"]["healthcheck"] and services["redis"]["healthcheck"]
+
+
+def test_every_compose_service_has_a_healthcheck_log_rotation_and_the_simulator_is_dev_only():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, service in services.items():
+        assert service.get("healthcheck") or name == "simulator", f"{name}: no healthcheck"
+        assert service["logging"]["options"]["max-size"], name
+    assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+    for name in ("worker", "safety", "beat"):
+        assert services[name]["healthcheck"]["test"][-2:] == ["heartbeat_fresh", name]
+    assert services["simulator"]["profiles"] == ["dev"]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", ".venv/", "var/", ".git/", "*.sqlite3"} <= set(ignored)
+
+
+def run_manage(*args: str, **env: str):
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LOG_"))}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_the_placeholder_secret_key_is_refused_with_debug_off():
+    result = run_manage("check", DJANGO_SECRET_KEY="change-me-to-a-long-random-string")
+    assert result.returncode != 0 and "placeholder from .env.example" in result.stderr
+
+
+def test_check_deploy_is_clean_for_production_settings():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", DJANGO_SECRET_KEY="k" * 20 + "x3Vq9-random-production-key-7Zr2LmN0pQ",
+                        DJANGO_SECURE_COOKIES="True", DJANGO_HSTS_SECONDS="31536000", DJANGO_HSTS_PRELOAD="True",
+                        DJANGO_ALLOWED_HOSTS="smartsocket.example.org")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_log_format_json_writes_one_object_per_line():
+    import json
+
+    code = "import logging; logging.getLogger('instances.services.holders').info('start: socket=%s', 'default')"
+    result = run_manage("shell", "-c", code, LOG_FORMAT="json")
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["message"] == "start: socket=default" and line["level"] == "INFO" and line["logger"] == "instances.services.holders"
+    assert run_manage("check", LOG_FORMAT="xml").returncode != 0

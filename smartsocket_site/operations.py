@@ -1,0 +1,65 @@
+"""Operations services: heartbeats, event counters, and the readiness checks that read them."""
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import EventCounter, Heartbeat
+
+logger = logging.getLogger(__name__)
+HEARTBEATS = ("worker", "safety", "beat")
+
+
+def heartbeat_record(*, name: str) -> None:
+    """A background process of kind `name` is alive (one upsert)."""
+    Heartbeat.objects.update_or_create(name=name, defaults={"beat_at": timezone.now()})
+
+
+def event_count(*, name: str, label: str = "") -> None:
+    """Add one to a counter. Never raises: a metric must not break the work it counts."""
+    try:
+        with transaction.atomic():
+            if not EventCounter.objects.filter(name=name, label=label).update(value=F("value") + 1):
+                EventCounter.objects.create(name=name, label=label, value=1)
+    except IntegrityError:  # created concurrently: count on the row that won
+        EventCounter.objects.filter(name=name, label=label).update(value=F("value") + 1)
+    except DatabaseError as exc:
+        logger.debug("counter %s{%s} not counted: %s", name, label, exc)
+
+
+def readiness() -> dict[str, dict]:
+    """Each check of /readyz: database, broker, and the heartbeats of worker, safety worker and beat."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    limit = timedelta(seconds=3 * settings.SMARTSOCKET_HEARTBEAT_INTERVAL + 2)
+    beats = dict(Heartbeat.objects.values_list("name", "beat_at")) if checks["database"]["ok"] else {}
+    now = timezone.now()
+    for name in HEARTBEATS:
+        at = beats.get(name)
+        age = (now - at).total_seconds() if at else None
+        checks[name] = {"ok": age is not None and age <= limit.total_seconds(), "ageSeconds": round(age, 1) if age is not None else None}
+        if not checks[name]["ok"]:
+            checks[name]["error"] = "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago (limit {limit.total_seconds():.0f} s)"
+    return checks
+
+
+def _check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"ok": True}
+
+
+def _check_broker() -> dict:
+    from .celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+    except Exception as exc:  # noqa: BLE001 - any transport error means "not ready"
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"ok": True}
