@@ -24,18 +24,79 @@ ERROR_SCHEMA = {
     "additionalProperties": True,
 }
 ERROR_RESPONSE = {
-    "description": "An error (DESIGN §4): 401 no token from outside the trusted networks, 404 unknown instance or socket, "
-    "409 emergency-stopped or device in the wrong state, 422 bad parameter, 500 device unreachable or garbled.",
+    "description": "Any other error, as JSON with a stable code (e.g. 405 method_not_allowed, 415 unsupported_media_type).",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+# What each status means, and the codes it carries (smartsocket_site.api.STATUS is the mapping).
+ERRORS = {
+    "400": ("The body is not JSON, or nested too deeply.", ["parse_error"]),
+    "401": ("No token from outside the trusted networks, or a wrong token.", ["not_authenticated", "authentication_failed"]),
+    "404": ("No such instance or socket.", ["instance_not_found", "socket_not_found"]),
+    "409": ("The socket is emergency-stopped, the plug reports the wrong state, or the instance has stopped.",
+            ["socket_emergency_stopped", "socket_power_failed", "instance_not_running"]),
+    "422": ("A bad parameter (its name in `fields`), a missing id, or more than 8 callbacks.", ["invalid_parameter", "instance_id_missing"]),
+    "500": ("The plug could not be reached or answered garbage; nothing was created.", ["socket_device_error"]),
+}
+CPEE_HEADERS = [
+    {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": text}
+    for name, text in (
+        ("CPEE-LABEL", "The calling process step's label; kept with the instance (cut to 255 characters)."),
+        ("CPEE-INSTANCE-URL", "The calling process instance; kept with the instance (cut to 500 characters)."),
+        ("CPEE-INSTANCE-UUID", "Kept with the instance (64 characters)."),
+        ("CPEE-ACTIVITY", "Kept with the instance (64 characters)."),
+    )
+]
+CALLBACK_HEADER = {
+    "name": "CPEE-CALLBACK", "in": "header", "required": False, "schema": {"type": "string", "format": "uri"},
+    "description": "Any header whose name ends in `-callback` holding an http(s) URL (at most 8 per request; "
+    "allowed hosts only): it is echoed as `<name>: true`, and the URL gets a PUT when the wait (or the run) ends.",
+}
+# operationId (without `_by_argument`) → summary, error statuses, extra header parameters.
+OPERATIONS = {
+    "instance_create": ("Start an instance (powers the plug ON if it is the first holder)", ["404", "409", "422", "500"], CPEE_HEADERS),
+    "instance_retrieve": ("Read one instance (or, without an id, list them)", ["404"], []),
+    "instance_update": ("Stop an instance (the last holder powers the plug OFF); repeat stops are no-ops", ["404", "409", "422", "500"], []),
+    "instance_destroy": ("Stop the instance if it runs, then hide it (kept for audit)", ["404", "409", "422", "500"], []),
+    "instance_renew_update": ("Renew an instance's lease: its deadline becomes now + emergencyStopTimeout", ["404", "409", "422"], []),
+    "wait_retrieve": ("Wait asynchronously: answers now, calls each callback URL back after `duration`", ["422"], [CALLBACK_HEADER]),
+    "emergency_stop_create": ("Emergency stop: stop every instance of the socket, power it OFF, lock it", ["404", "500"], []),
+    "recover_update": ("Lift the emergency lock of a socket", ["404"], []),
+    "server_status_retrieve": ("Socket-wide state: emergency lock, energy, running instances, power periods", ["404"], []),
+    "download_retrieve": ("Download the whole history as a file (JSON or CSV), streamed", ["404", "422"], []),
+    "start_wait_stop_create": ("Start now, stop after `duration`, call back when stopped", ["404", "409", "422", "500"], [*CPEE_HEADERS, CALLBACK_HEADER]),
+    "sockets_list": ("The plugs", [], []),
+    "sockets_retrieve": ("One plug: power, lock, failsafe, power-loss behaviour", ["404"], []),
+    "sockets_power_periods_list": ("A plug's power periods, newest first", ["404"], []),
+    "sockets_samples_list": ("A plug's meter readings, newest first", ["404"], []),
+}
+START_EXAMPLE = {
+    "triggeredPowerOn": True,
+    "instance": {"id": "kX2d9QmV7rTzLw0e", "socket": "default", "emergencyStopTimeout": 60000, "isRunning": True,
+                 "deadline": "2026-12-01T10:16:02Z", "startTimestamp": "2026-12-01T10:15:02Z", "label": "Mix sample"},
 }
 
 
 def document_errors_and_access(result, generator, request, public):
-    """Add the JSON error answer to every operation and say that trusted networks need no credentials."""
+    """Summaries, each operation's real error answers with their codes, the CPEE headers, and that trusted networks need no credentials."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
+            summary, errors, headers = OPERATIONS.get(operation["operationId"].removesuffix("_by_argument"), ("", [], []))
+            if summary:
+                operation["summary"] = summary
+            for status in ["400", "401", *errors] if operation.get("requestBody") else ["401", *errors]:
+                text, codes = ERRORS[status]
+                operation["responses"].setdefault(status, {
+                    "description": f"{text} `code`: {', '.join(codes)}.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"},
+                                                     "example": {"message": text, "code": codes[0]}}},
+                })
             operation["responses"].setdefault("default", ERROR_RESPONSE)
+            operation.setdefault("parameters", []).extend(headers)
             if operation.get("security") and {} not in operation["security"]:
                 operation["security"].append({})  # callers from SMARTSOCKET_TRUSTED_NETWORKS
+    start = result.get("paths", {}).get("/api/instance", {}).get("post")
+    if start:
+        start["responses"]["200"]["content"]["application/json"]["example"] = START_EXAMPLE
+        start["requestBody"]["content"].setdefault("application/x-www-form-urlencoded", {})["example"] = {"emergencyStopTimeout": 60000}
     return result

@@ -88,3 +88,19 @@ def test_the_docs_work_offline(client, page, settings, tmp_path):
     for url in parser.urls:
         if url.startswith("/static/"):
             assert Client().get(url).status_code == 200, url
+
+
+def test_every_operation_is_documented_with_a_summary_and_its_error_codes(client):
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), f"{method} {path}"
+            assert "401" in operation["responses"], f"{method} {path}"
+    start = schema["paths"]["/api/instance"]["post"]
+    assert {"200", "409", "422", "500"} <= set(start["responses"]) and "201" not in start["responses"]
+    assert start["responses"]["409"]["content"]["application/json"]["example"]["code"] == "socket_emergency_stopped"
+    assert "socket_power_failed" in start["responses"]["409"]["description"]
+    assert start["responses"]["200"]["content"]["application/json"]["example"]["triggeredPowerOn"] is True
+    assert {"CPEE-LABEL", "CPEE-INSTANCE-URL"} <= {p["name"] for p in start["parameters"] if p["in"] == "header"}
+    wait = schema["paths"]["/api/wait"]["get"]
+    assert "CPEE-CALLBACK" in {p["name"] for p in wait["parameters"]} and "422" in wait["responses"]

@@ -75,6 +75,6 @@ def test_the_schema_and_so_the_fuzzing_covers_every_api_route():
         return re.sub(r"\{[^}]+\}|<[^>]+>", "{}", "/" + path.rstrip("/"))
 
     routes = {shape(str(p.pattern)) for p in get_resolver().url_patterns if str(p.pattern).startswith("api/")}
-    routes -= {"/api/schema", "/api/docs"}
+    routes -= {"/api/schema", "/api/docs", "/api/redoc"}
     documented = {shape(path.lstrip("/")) for path in SchemaGenerator().get_schema(request=None, public=True)["paths"]}
     assert routes and documented == routes
