@@ -26,7 +26,7 @@ from sockets.models import EnergySample, PowerPeriod, Socket
 from sockets.selectors import energy_sample_list
 
 from . import reports
-from .charts import default_range, power_chart
+from .charts import PRESETS, default_range, power_chart, preset_range
 from .models import Callback, Instance
 from .services import emergency_stop, recover
 
@@ -90,13 +90,17 @@ class SocketAuditAdmin(SocketAdmin):
         context = dict(extra_context or {})
         if socket is not None:
             context["chart"] = self._chart(request, socket)
+            context["chart_presets"] = list(PRESETS)
         return super().change_view(request, object_id, form_url, extra_context=context)
 
     def _chart(self, request, socket: Socket):
-        """The power chart over the range in `?since=&until=` (local time), else the last 24 h with readings."""
+        """The power chart over `?span=1h|6h|24h|7d` or `?since=&until=` (local time), else the span with readings."""
         since, until = default_range(socket=socket)
         given = [self._parse_time(request.GET.get(key)) for key in ("since", "until")]
-        if given[0] and given[1] and given[0] < given[1]:
+        preset = preset_range(socket=socket, preset=request.GET.get("span", ""))
+        if preset is not None:
+            since, until = preset
+        elif given[0] and given[1] and given[0] < given[1]:
             since, until = given
         elif any(request.GET.get(key) for key in ("since", "until")):
             self.message_user(request, "Chart range: give both times, the first before the second; showing the default.", messages.WARNING)

@@ -16,6 +16,7 @@ from .selectors import instance_list_between
 WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 28, 12, 36
 MAX_MARKERS = 400  # beyond this the marks blur into a bar; the list pages hold the details
+PRESETS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
 @dataclass
@@ -52,6 +53,8 @@ class PowerChart:
     markers_truncated: bool = False
     x_ticks: list[Tick] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
+    energy_kwh: float = 0.0  # what the meter counted over the range (counter resets skipped)
+    runs: list[dict] = field(default_factory=list)  # the instances of the range, for the table under the chart
 
     @property
     def bottom(self) -> int:
@@ -63,10 +66,24 @@ class PowerChart:
 
 
 def default_range(*, socket: Socket) -> tuple[datetime, datetime]:
-    """The 24 hours up to the latest reading (or now): history stays visible on an idle socket."""
-    latest = energy_sample_list(socket=socket).order_by("-taken_at").values_list("taken_at", flat=True).first()
-    until = latest + timedelta(minutes=5) if latest else timezone.now()
-    return until - timedelta(hours=24), until
+    """The span that has readings (at least an hour, at most 7 days) up to the latest one, or the last hour."""
+    samples = energy_sample_list(socket=socket).values_list("taken_at", flat=True)
+    latest = samples.order_by("-taken_at").first()
+    if latest is None:
+        return timezone.now() - timedelta(hours=1), timezone.now()
+    earliest = max(samples.order_by("taken_at").first(), latest - PRESETS["7d"])
+    span = max(latest - earliest, PRESETS["1h"])
+    until = latest + span / 50  # a little room after the last reading
+    return until - span - span / 50, until
+
+
+def preset_range(*, socket: Socket, preset: str) -> tuple[datetime, datetime] | None:
+    """The last 1 h / 6 h / 24 h / 7 d up to now (None for an unknown preset)."""
+    span = PRESETS.get(preset)
+    if span is None:
+        return None
+    until = timezone.now()
+    return until - span, until
 
 
 def power_chart(*, socket: Socket, since: datetime, until: datetime) -> PowerChart:
@@ -95,9 +112,13 @@ def _y(chart: PowerChart, watts: float) -> float:
 def _sample_buckets(chart: PowerChart) -> dict[int, list[float]]:
     """Pixel column -> [min W, max W, sum W, count], folded while the samples stream."""
     buckets: dict[int, list[float]] = {}
-    readings = energy_sample_list(socket=chart.socket, since=chart.since, until=chart.until).values_list("taken_at", "power_w")
-    for taken_at, watts in readings.iterator(chunk_size=5000):
+    readings = energy_sample_list(socket=chart.socket, since=chart.since, until=chart.until).values_list("taken_at", "power_w", "total_kwh")
+    previous_total = None
+    for taken_at, watts, total in readings.iterator(chunk_size=5000):
         chart.sample_count += 1
+        if previous_total is not None and total > previous_total:  # a counter that went down was reset: no energy
+            chart.energy_kwh += total - previous_total
+        previous_total = total
         column = int(_x(chart, taken_at) - chart.left)
         bucket = buckets.get(column)
         if bucket is None:
@@ -142,6 +163,7 @@ def _draw_instances(chart: PowerChart) -> None:
             chart.markers_truncated = True
             return
         label = f"{instance.pk}" + (f" ({instance.client_label})" if instance.client_label else "")
+        chart.runs.append({"instance": instance, "label": instance.client_label or instance.pk})
         if instance.started_at >= chart.since:
             chart.markers.append(Mark(x=_x(chart, instance.started_at), kind="start", title=f"{label} started {_local(instance.started_at)}"))
         if instance.stopped_at and instance.stopped_at <= chart.until:

@@ -5,7 +5,7 @@ import pytest
 
 from instances import charts
 
-from .history import make_history
+from .history import at, make_history
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +85,48 @@ def test_the_socket_list_links_to_each_history(admin_client):
 
     assert f"/admin/sockets/powerperiod/?socket__id__exact={history.socket.pk}" in page
     assert f"/admin/sockets/socket/{history.socket.pk}/change/#power-chart" in page
+
+
+def page_of(client, socket, **params) -> str:
+    response = client.get(f"/admin/sockets/socket/{socket.pk}/change/", params)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def form_range(page: str) -> tuple[str, str]:
+    return tuple(re.search(rf'name="{name}" value="([^"]+)"', page).group(1) for name in ("since", "until"))
+
+
+def test_by_default_it_spans_the_readings_it_has(admin_client):
+    from sockets.models import EnergySample
+
+    history = make_history()
+    first, last = (EnergySample.objects.filter(socket=history.socket).order_by(order).first().taken_at for order in ("taken_at", "-taken_at"))
+    since, until = form_range(page_of(admin_client, history.socket))
+    assert since <= first.strftime("%Y-%m-%dT%H:%M:%S") and until >= last.strftime("%Y-%m-%dT%H:%M:%S")
+    assert until <= (last + (last - first) / 20).strftime("%Y-%m-%dT%H:%M:%S"), "fits the data, not a 24 h sliver"
+
+
+@pytest.mark.parametrize(("preset", "hours"), [("1h", 1), ("6h", 6), ("24h", 24), ("7d", 168)])
+def test_presets_show_the_last_hours_up_to_now(admin_client, preset, hours):
+    from datetime import datetime, timedelta
+
+    history = make_history()
+    page = page_of(admin_client, history.socket, span=preset)
+    since, until = (datetime.fromisoformat(value) for value in form_range(page))
+    assert abs((until - since) - timedelta(hours=hours)) < timedelta(seconds=2)
+    assert f'href="?span={preset}#power-chart"' in page
+
+
+def test_labels_energy_and_the_ranges_kwh_are_readable_without_hovering(admin_client):
+    from sockets.models import EnergySample
+
+    history = make_history()
+    page = page_of(admin_client, history.socket, since="2026-11-17T08:50", until="2026-11-17T12:30")
+    table = re.search(r'<table class="chart-runs".*?</table>', page, re.S).group(0)
+    for label, wh in (("label-alpha", "38.3"), ("label-beta", "38.3"), ("label-gamma", "9.6")):
+        assert re.search(rf"<td[^>]*>{label}</td>.*?<td>{wh}</td>", table, re.S), label
+    totals = list(EnergySample.objects.filter(socket=history.socket, taken_at__range=(at(-10), at(220)))
+                  .order_by("taken_at").values_list("total_kwh", flat=True))
+    kwh = re.search(r'<strong class="energy">([\d.]+) kWh</strong>', page).group(1)
+    assert float(kwh) == pytest.approx(totals[-1] - totals[0], abs=0.001) and float(kwh) > 0
