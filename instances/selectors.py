@@ -123,6 +123,23 @@ def _meter(*, instance: Instance, readings: list[tuple[float, float]]) -> Instan
     return InstanceMeter(currents=[current for current, _total in readings], energy_consumed_wh=energy)
 
 
+def dashboard_sockets(*, sparkline: int = 24) -> list[dict]:
+    """Every socket as the operator's dashboard shows it: relay, online, lock, power with its recent
+    readings, holders with their deadlines (two queries per socket; the dashboard polls every 2 s)."""
+    cards = []
+    for socket in Socket.objects.order_by("name"):
+        readings = list(energy_sample_list(socket=socket).order_by("-taken_at", "-pk").values_list("taken_at", "power_w")[:sparkline])[::-1]
+        holders = instance_list_running(socket=socket).values("id", "client_label", "started_at", "deadline_at")
+        cards.append({
+            "name": socket.name, "relay": socket.observed_power, "desired": socket.desired_power, "online": socket.is_online,
+            "emergencyStopped": socket.is_emergency_stopped, "emergencyStoppedBy": socket.emergency_stopped_by,
+            "lastError": socket.last_error, "failsafeExpiresAt": socket.failsafe_expires_at,
+            "powerW": readings[-1][1] if readings else None, "sparkline": [watts for _, watts in readings],
+            "holders": [{"id": h["id"], "label": h["client_label"], "startedAt": h["started_at"], "deadline": h["deadline_at"]} for h in holders],
+        })
+    return cards
+
+
 def server_status(*, socket: Socket) -> dict:
     """The seed's `serverData` for one socket, plus the live facts the database holds."""
     latest = energy_sample_latest(socket=socket)

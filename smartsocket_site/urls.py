@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from instances import dashboard
 from instances.api.views import InstanceViewSet, ServerViewSet
 from sockets.api.views import SocketViewSet
 
@@ -24,6 +25,10 @@ def api(route: str, view, name: str) -> list:
 urlpatterns = [
     path("", TemplateView.as_view(template_name="index.html", extra_context={"version": settings.SPECTACULAR_SETTINGS["VERSION"]}), name="index"),
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("dashboard/state", dashboard.dashboard_state, name="dashboard-state"),
+    path("dashboard/sockets/<slug:name>/emergency-stop", dashboard.dashboard_emergency_stop, name="dashboard-emergency-stop"),
+    path("dashboard/sockets/<slug:name>/recover", dashboard.dashboard_recover, name="dashboard-recover"),
     *api("instance", InstanceViewSet.as_view({"post": "create", **INSTANCE}), "instance"),
     *api("instance/<str:pk>", InstanceViewSet.as_view(INSTANCE), "instance-detail"),
     *api("instance/<str:pk>/renew", InstanceViewSet.as_view({"put": "renew"}), "instance-renew"),
