@@ -69,10 +69,21 @@ OPERATIONS = {
     "sockets_power_periods_list": ("A plug's power periods, newest first", ["404"], []),
     "sockets_samples_list": ("A plug's meter readings, newest first", ["404"], []),
 }
-START_EXAMPLE = {
-    "triggeredPowerOn": True,
-    "instance": {"id": "kX2d9QmV7rTzLw0e", "socket": "default", "emergencyStopTimeout": 60000, "isRunning": True,
-                 "deadline": "2026-12-01T10:16:02Z", "startTimestamp": "2026-12-01T10:15:02Z", "label": "Mix sample"},
+INSTANCE_EXAMPLE = {"id": "kX2d9QmV7rTzLw0e", "socket": "default", "emergencyStopTimeout": 60000, "isRunning": True,
+                    "deadline": "2026-12-01T10:16:02Z", "startTimestamp": "2026-12-01T10:15:02Z", "stopTimestamp": None,
+                    "stopReason": None, "energyConsumedWh": 0.8, "label": "Mix sample"}
+STOPPED_EXAMPLE = {**INSTANCE_EXAMPLE, "isRunning": False, "stopTimestamp": "2026-12-01T10:15:40Z", "stopReason": "requested", "energyConsumedWh": 1.2}
+# operationId (without `_by_argument`) → (example request body or None, example 200 answer).
+EXAMPLES = {
+    "instance_create": ({"emergencyStopTimeout": 60000}, {"triggeredPowerOn": True, "instance": INSTANCE_EXAMPLE}),
+    "instance_retrieve": (None, {"instance": INSTANCE_EXAMPLE}),
+    "instance_update": ({"instanceId": INSTANCE_EXAMPLE["id"]}, {"triggeredPowerOff": True, "instance": STOPPED_EXAMPLE}),
+    "instance_destroy": ({"instanceId": INSTANCE_EXAMPLE["id"]}, {"triggeredPowerOff": True, "instance": STOPPED_EXAMPLE}),
+    "instance_renew_update": ({"emergencyStopTimeout": 120000}, {"instance": {**INSTANCE_EXAMPLE, "emergencyStopTimeout": 120000}}),
+    "wait_retrieve": (None, {"waiting": True}),
+    "emergency_stop_create": ({"socket": "default"}, {"message": "socket default emergency-stopped", "stoppedInstances": [INSTANCE_EXAMPLE["id"]], "instanceId": None}),
+    "recover_update": ({"socket": "default"}, {"message": "socket default recovered"}),
+    "start_wait_stop_create": ({"duration": 30, "emergencyStopTimeout": 60000}, {"instance": INSTANCE_EXAMPLE}),
 }
 
 
@@ -95,8 +106,13 @@ def document_errors_and_access(result, generator, request, public):
             operation.setdefault("parameters", []).extend(headers)
             if operation.get("security") and {} not in operation["security"]:
                 operation["security"].append({})  # callers from SMARTSOCKET_TRUSTED_NETWORKS
-    start = result.get("paths", {}).get("/api/instance", {}).get("post")
-    if start:
-        start["responses"]["200"]["content"]["application/json"]["example"] = START_EXAMPLE
-        start["requestBody"]["content"].setdefault("application/x-www-form-urlencoded", {})["example"] = {"emergencyStopTimeout": 60000}
+            _add_examples(operation)
     return result
+
+
+def _add_examples(operation: dict) -> None:
+    request_example, answer = EXAMPLES.get(operation["operationId"].removesuffix("_by_argument"), (None, None))
+    if answer is not None and "application/json" in operation["responses"]["200"].get("content", {}):
+        operation["responses"]["200"]["content"]["application/json"]["example"] = answer
+    for media in (operation.get("requestBody") or {}).get("content", {}).values() if request_example else ():
+        media["example"] = request_example
