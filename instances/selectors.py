@@ -179,8 +179,12 @@ def instance_list_overdue(*, now: datetime) -> QuerySet[Instance]:
 
 
 def socket_list_watch_due(*, now: datetime) -> QuerySet[Socket]:
-    """Sockets that must be OFF whose relay check is due (the must-be-OFF watch)."""
-    return socket_list_must_be_off().filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
+    """Sockets that must be OFF whose relay check is due (the must-be-OFF watch).
+
+    Not those marked offline: their relay is UNKNOWN, so reconcile (backing off at most 2 s)
+    is already retrying them, and a dead plug must not tie up the safety lane twice.
+    """
+    return socket_list_must_be_off().filter(is_online=True).filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
 
 
 def callback_list_due(*, now: datetime) -> QuerySet[Callback]:

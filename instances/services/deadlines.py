@@ -6,12 +6,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from sockets.exceptions import InvalidParameter
-from sockets.services import socket_lock, socket_set_failsafe_target
+from sockets.services import socket_arm_failsafe, socket_lock, socket_set_failsafe_target
 
 from ..exceptions import InstanceNotRunning
 from ..models import Instance, StopReason
 from ..selectors import failsafe_target, instance_get, instance_list_running
-from .holders import StopResult, instance_schedule_deadline, instance_stop_unattended, socket_rearm_failsafe
+from .holders import StopResult, instance_schedule_deadline, instance_stop_unattended
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +19,9 @@ logger = logging.getLogger(__name__)
 def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instance:
     """Push a running instance's deadline out to now + its emergencyStopTimeout (or the new one given).
 
-    Raises InstanceNotFound, InstanceNotRunning (its deadline or a stop came first),
-    InvalidParameter (no emergencyStopTimeout to renew).
+    The plug's own off-timer moves with the deadline; when the plug refuses that, nothing is
+    renewed (SocketDeviceError): the old deadline and timer stand. Raises InstanceNotFound,
+    InstanceNotRunning (its deadline or a stop came first), InvalidParameter (no emergencyStopTimeout to renew).
     """
     instance = instance_get(instance_id=instance_id)
     with transaction.atomic():
@@ -36,7 +37,7 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
         instance.save(update_fields=["emergency_stop_timeout_ms", "deadline_at"])
         instance_schedule_deadline(instance=instance)
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=list(instance_list_running(socket=socket))))
-        socket_rearm_failsafe(socket=socket)  # the plug's own timer moves with the deadline
+        socket_arm_failsafe(socket=socket)  # the plug's own timer moves with the deadline; a refusal fails the renewal
     logger.info("renew: socket=%s instance=%s deadline=%s", socket.name, instance.pk, instance.deadline_at.isoformat())
     return instance
 

@@ -94,13 +94,13 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=[*running, instance]))
         period = None if first else power_period_get_open(socket=socket)
         triggered = period is None and not (state is not None and state.on)
-        if period is None and not triggered:  # ON by hand before anybody held it
+        if period is None and not triggered:  # ON by hand before anybody held it: its timer may be a leftover
             period = socket_take_on(socket=socket, by=instance.id)
-            socket_rearm_failsafe(socket=socket)
+            socket_arm_failsafe(socket=socket, force=True)
         elif period is None:  # first holder (or a holder's period was lost): arm the failsafe, command the relay ON
             period = socket_power_on(socket=socket, by=instance.id, cause=PowerCause.REQUESTED)
-        else:  # another holder: the plug's own timer must not end before its deadline
-            socket_rearm_failsafe(socket=socket)
+        else:  # another holder: the plug's own timer must not end before its deadline (a refusal fails the start)
+            socket_arm_failsafe(socket=socket)
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
         instance.save(force_insert=True)
         instance_schedule_deadline(instance=instance)
@@ -129,12 +129,14 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     """
     ids = [instance.pk for instance in instances]
     last = not instance_list_running(socket=socket).exclude(pk__in=ids).exists()
-    if relay in (OffRelay.SWITCH, OffRelay.SWITCH_OR_LEAVE) and reason != StopReason.EMERGENCY:
-        _socket_sample_if_reachable(socket=socket)  # the closing reading, within the run; an emergency does not wait for it
+    if relay is OffRelay.SWITCH:  # a requested stop's closing reading, within the run; stops the service decides do not wait for it
+        _socket_sample_if_reachable(socket=socket)
     now = timezone.now()
     error = None
     remaining = [] if last else list(instance_list_running(socket=socket).exclude(pk__in=ids))
-    socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))  # a later pass shrinks the timer
+    socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))
+    if remaining:  # a holder without a deadline left: the remaining ones' timer is armed (a longer one shrinks later)
+        socket_rearm_failsafe(socket=socket)
     if last:
         error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay)
     for instance in instances:
@@ -149,10 +151,9 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
 
 
 def socket_rearm_failsafe(*, socket: Socket, force: bool = False) -> bool:
-    """Arm the plug's own off-timer for the socket's target; a device that refuses is noted, not fatal.
-
-    The holder keeps its start or renewal: monitoring re-arms on its next pass, and a timer
-    that fires meanwhile is recorded as `<failsafe>` (the plug errs towards OFF). Requires the socket lock.
+    """Arm the plug's own off-timer for the socket's target where a refusal must not undo the change (a stop,
+    a monitoring pass): the refusal is noted, monitoring retries, and a timer that fires meanwhile is recorded
+    as `<failsafe>` (the plug errs towards OFF). Requires the socket lock.
     """
     try:
         return socket_arm_failsafe(socket=socket, force=force)
@@ -209,22 +210,27 @@ def instance_stop_unattended(*, instance_id: str, reason: str, due=None) -> Stop
     `due(instance)` is false under the lock.
     """
     now = timezone.now()
-    lease = now + 2 * device_call_bound() + timedelta(seconds=1)
+    lease = now + 3 * device_call_bound() + timedelta(seconds=1)  # probe, then at most the switch and a re-arm under the lock
+    mine = Instance.objects.filter(pk=instance_id, stop_claimed_until=lease)
     claimed = Instance.objects.filter(pk=instance_id, stopped_at=None).filter(
         Q(stop_claimed_until=None) | Q(stop_claimed_until__lt=now)
     ).update(stop_claimed_until=lease)
     if not claimed:
         return None
-    instance = Instance.objects.select_related("socket").get(pk=instance_id)
-    reachable = socket_read_relay(socket=instance.socket) is not None
-    with recording_device_faults(), transaction.atomic():
-        socket = socket_lock(socket_id=instance.socket_id)
+    try:
         instance = Instance.objects.select_related("socket").get(pk=instance_id)
-        if not instance.is_running or (due is not None and not due(instance)):
-            Instance.objects.filter(pk=instance_id).update(stop_claimed_until=None)
-            return None
-        relay = OffRelay.SWITCH_OR_LEAVE if reachable else OffRelay.LEAVE
-        error = instances_stop(socket=socket, instances=[instance], reason=reason, relay=relay)
+        reachable = socket_read_relay(socket=instance.socket, quick=True) is not None
+        with recording_device_faults(), transaction.atomic():
+            socket = socket_lock(socket_id=instance.socket_id)
+            instance = Instance.objects.select_related("socket").get(pk=instance_id)
+            if not instance.is_running or (due is not None and not due(instance)):
+                mine.update(stop_claimed_until=None)
+                return None
+            relay = OffRelay.SWITCH_OR_LEAVE if reachable else OffRelay.LEAVE
+            error = instances_stop(socket=socket, instances=[instance], reason=reason, relay=relay)
+    except BaseException:
+        mine.update(stop_claimed_until=None)  # the next sweep tries again at once
+        raise
     return StopResult(instance=instance, triggered_power_off=instance.triggered_power_off, device_error=error)
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from sockets.drivers import DRIVERS
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     OffRelay,
@@ -21,6 +22,7 @@ from sockets.services import (
     recording_device_faults,
     socket_check_relay,
     socket_failsafe_supported,
+    socket_read_failsafe,
     socket_is_settled,
     socket_lock,
     socket_mark_seen,
@@ -64,28 +66,45 @@ def socket_monitor(*, socket_id: int) -> MonitorResult:
     Sampling runs without the socket lock; only a difference takes it.
     """
     poll = socket_poll(socket_id=socket_id)
-    if poll is not None and poll.power == PowerState.ON and not poll.differs:
+    change, stopped = None, []
+    if poll is not None and poll.differs:
+        change, stopped = socket_follow_relay(socket_id=socket_id)
+        if change == RelayChange.RECONCILE:
+            socket_reconcile(socket_id=socket_id, force=True)
+    if poll is not None and poll.power == PowerState.ON:
         socket_refresh_failsafe(socket_id=socket_id)
-    if poll is None or not poll.differs:
-        return MonitorResult(poll=poll)
-    change, stopped = socket_follow_relay(socket_id=socket_id)
-    if change == RelayChange.RECONCILE:
-        socket_reconcile(socket_id=socket_id, force=True)
     return MonitorResult(poll=poll, change=change, stopped_instances=stopped)
 
 
 def socket_refresh_failsafe(*, socket_id: int) -> bool:
-    """Re-arm a held ON plug's own off-timer on every monitoring pass: drift, a reboot and targets beyond
-    the device's range are corrected, and a timer left longer by a stop shrinks to the holders' deadlines."""
+    """On every monitoring pass of a held ON plug, read its own off-timer (a read: nothing saved on the device)
+    and re-arm it only when it is wrong: it would end early (a reboot, drift), runs while no timer is wanted (a
+    holder without deadline, the failsafe turned off), outlives the holders by more than a little (after a stop),
+    or a target beyond the device's range has used up half the range. True when re-armed."""
+    socket = Socket.objects.get(pk=socket_id)
+    remaining = socket_read_failsafe(socket=socket) if socket.desired_power == PowerState.ON else None
+    if remaining is None:
+        return False
     with transaction.atomic():
         socket = socket_lock(socket_id=socket_id)
-        if not socket_failsafe_supported(socket=socket) or socket.observed_power != PowerState.ON:
-            return False
         running = list(instance_list_running(socket=socket))
-        if not running:
+        if not running or socket.desired_power != PowerState.ON:
             return False  # the must-be-OFF watch's
-        socket_set_failsafe_target(socket=socket, until=failsafe_target(running=running))
-        return socket_rearm_failsafe(socket=socket, force=socket.failsafe_target_at is not None)
+        target = failsafe_target(running=running) if socket_failsafe_supported(socket=socket) else None
+        socket_set_failsafe_target(socket=socket, until=target)
+        if not _device_timer_wrong(socket=socket, remaining=remaining):
+            return False
+        return socket_rearm_failsafe(socket=socket, force=True)
+
+
+def _device_timer_wrong(*, socket: Socket, remaining: float) -> bool:
+    target, now = socket.failsafe_target_at, timezone.now()
+    if target is None:
+        return remaining > 0
+    ends, device_range = now + timedelta(seconds=remaining), DRIVERS[socket.driver].failsafe_max_seconds
+    tolerance = min(FAILSAFE_TOLERANCE, timedelta(seconds=device_range / 10))  # Remaining is counted in whole seconds above 11.1 s
+    reach = now + timedelta(seconds=device_range / 2)
+    return ends < min(target, reach) - tolerance or ends > target + 2 * tolerance + timedelta(seconds=1)
 
 
 def socket_watch(*, socket_id: int) -> str | None:

@@ -12,11 +12,13 @@ __all__ = [
 ]
 
 
-def get_driver(*, driver: str, address: str, username: str = "", password: str = "") -> SocketDriver:
-    """Build the driver named `driver` for one device, with the configured timeouts."""
+def get_driver(*, driver: str, address: str, username: str = "", password: str = "", quick: bool = False) -> SocketDriver:
+    """Build the driver named `driver` for one device, with the configured timeouts (`quick`: at most 1 s each, for probes)."""
     try:
         cls = DRIVERS[driver]
     except KeyError:
         raise DeviceError(f"unknown driver {driver!r}") from None
     timeout = (settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT, settings.SMARTSOCKET_DEVICE_READ_TIMEOUT)
+    if quick:
+        timeout = (min(timeout[0], 1.0), min(timeout[1], 1.0))
     return cls(address=address, username=username, password=password, timeout=timeout)

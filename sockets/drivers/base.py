@@ -58,6 +58,8 @@ class SocketDriver(Protocol):
 
     def arm_off_timer(self, seconds: float) -> float: ...  # the device switches itself off then (0: no timer)
 
+    def read_off_timer(self) -> float: ...  # seconds left on it (0: not counting)
+
     def read_after_power_loss(self) -> str: ...  # "on", "off" or "last"
 
     def set_off_after_power_loss(self) -> str: ...

@@ -67,6 +67,14 @@ class TasmotaHttpDriver:
             raise DeviceProtocolError(f"{self.address}: PulseTime {value} not taken: {str(answer)[:200]}")
         return pulse_time_seconds(value) if value else 0.0
 
+    def read_off_timer(self) -> float:
+        """Seconds left on the PulseTime countdown (0: not counting). A read: nothing is saved on the device."""
+        answer = self._command("PulseTime1")
+        try:
+            return pulse_time_seconds(int(_first(answer["PulseTime1"]["Remaining"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DeviceProtocolError(f"{self.address}: unexpected PulseTime answer: {str(answer)[:200]}") from exc
+
     def read_after_power_loss(self) -> str:
         """What the relay does when the mains come back: "on", "off" or "last" (PowerOnState)."""
         answer = self._command("PowerOnState")

@@ -1,4 +1,6 @@
 """Configuration of sockets: the default socket from the environment, create, edit."""
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -6,7 +8,9 @@ from django.utils import timezone
 from ..drivers import DeviceError
 from ..exceptions import SocketDeviceError
 from ..models import Socket
-from .power import socket_driver, socket_lock
+from .power import socket_arm_failsafe, socket_driver, socket_lock
+
+logger = logging.getLogger(__name__)
 
 
 def socket_ensure_default() -> Socket:
@@ -64,7 +68,13 @@ def socket_update(*, socket_id: int, **config: str) -> Socket:
         raise TypeError(f"not socket configuration: {sorted(unknown)}")
     with transaction.atomic():
         socket = socket_lock(socket_id=socket_id)
+        failsafe_turned_off = socket.failsafe and config.get("failsafe") is False
         for field, value in config.items():
             setattr(socket, field, value)
         socket.save(update_fields=list(config))
+        if failsafe_turned_off:  # a plug that must not have a timer loses the one it has now
+            try:
+                socket_arm_failsafe(socket=socket, force=True)
+            except SocketDeviceError as exc:
+                logger.warning("%s: failsafe turned off, the timer on the plug not cleared yet (its next Power On clears it): %s", socket.name, exc)
     return socket

@@ -35,8 +35,9 @@ def socket_lock(*, socket_id: int) -> Socket:
     return Socket.objects.select_for_update(no_key=True).get(pk=socket_id)
 
 
-def socket_driver(*, socket: Socket) -> SocketDriver:
-    return get_driver(driver=socket.driver, address=socket.address, username=socket.username, password=socket.password)
+def socket_driver(*, socket: Socket, quick: bool = False) -> SocketDriver:
+    """The socket's driver; `quick`: timeouts of at most 1 s, for probes whose failure only means "try later"."""
+    return get_driver(driver=socket.driver, address=socket.address, username=socket.username, password=socket.password, quick=quick)
 
 
 def device_call_bound() -> timedelta:
@@ -152,7 +153,11 @@ def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
 
 def socket_failsafe_supported(*, socket: Socket) -> bool:
     """The service arms this plug's own off-timer: on (SMARTSOCKET_FAILSAFE and the socket's `failsafe`) and the driver has one."""
-    return settings.SMARTSOCKET_FAILSAFE and socket.failsafe and getattr(DRIVERS.get(socket.driver), "failsafe_max_seconds", 0) > 0
+    return settings.SMARTSOCKET_FAILSAFE and socket.failsafe and _driver_has_timer(socket=socket)
+
+
+def _driver_has_timer(*, socket: Socket) -> bool:
+    return getattr(DRIVERS.get(socket.driver), "failsafe_max_seconds", 0) > 0
 
 
 def socket_set_failsafe_target(*, socket: Socket, until: datetime | None) -> None:
@@ -162,19 +167,27 @@ def socket_set_failsafe_target(*, socket: Socket, until: datetime | None) -> Non
         socket.save(update_fields=["failsafe_target_at"])
 
 
-def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
-    """Bring the plug's own off-timer to `failsafe_target_at` (or clear it) while the relay is ON.
+def socket_failsafe_needs_arming(*, socket: Socket) -> bool:
+    """The armed timer (as recorded) would end before the target, or runs while no timer is wanted."""
+    armed, target = socket.failsafe_expires_at, socket.failsafe_target_at
+    if target is None:
+        return armed is not None
+    return armed is None or armed < target
 
-    Without `force`, only when the armed timer would end too early or should not run at all
-    (it is never left shorter than the target); with it, always (monitoring: drift, reboots,
-    targets beyond the device's range). One device request; requires the socket lock. True
-    when the device was asked. Raises SocketDeviceError.
+
+def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
+    """Bring the plug's own off-timer to `failsafe_target_at` — or clear it (`PulseTime 0`) when no timer is
+    wanted or the failsafe is off — while the socket must be ON.
+
+    Sent when the socket's desired power is ON (the relay may be ON even while its observed
+    state is UNKNOWN; a timer set on an OFF relay is harmless) and either `force` is given or
+    socket_failsafe_needs_arming. One device request; requires the socket lock. True when
+    the device was asked. Raises SocketDeviceError.
     """
     seconds = _socket_failsafe_seconds(socket=socket)
-    if seconds is None or socket.observed_power != PowerState.ON:
+    if seconds is None or socket.desired_power != PowerState.ON:
         return False
-    armed, target = socket.failsafe_expires_at, socket.failsafe_target_at
-    if not force and ((target is None and armed is None) or (target is not None and armed is not None and armed >= target)):
+    if not force and not socket_failsafe_needs_arming(socket=socket):
         return False
     try:
         seconds = socket_driver(socket=socket).arm_off_timer(seconds)
@@ -184,11 +197,23 @@ def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
     return True
 
 
-def _socket_failsafe_seconds(*, socket: Socket) -> float | None:
-    """Seconds the plug's off-timer must run from now (0: no timer), or None when the service leaves the timer alone."""
-    if not socket_failsafe_supported(socket=socket):
+def socket_read_failsafe(*, socket: Socket) -> float | None:
+    """Seconds left on the plug's own off-timer (0: not counting), read without the lock; None if it does not answer."""
+    try:
+        return socket_driver(socket=socket, quick=True).read_off_timer()
+    except DeviceError:
         return None
-    if socket.failsafe_target_at is None:
+
+
+def _socket_failsafe_seconds(*, socket: Socket) -> float | None:
+    """Seconds the plug's off-timer must run from now (0: no timer), or None when the driver has no timer.
+
+    A plug whose failsafe is off gets 0: it must not keep a timer left from before (PulseTime
+    is a saved setting that every `Power On`, even a button press, restarts).
+    """
+    if not _driver_has_timer(socket=socket):
+        return None
+    if not socket_failsafe_supported(socket=socket) or socket.failsafe_target_at is None:
         return 0.0
     remaining = (socket.failsafe_target_at - timezone.now()).total_seconds()
     return min(max(remaining, 0.1), DRIVERS[socket.driver].failsafe_max_seconds)
@@ -347,9 +372,9 @@ def socket_read_energy(*, socket: Socket) -> EnergyReading:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
 
 
-def socket_read_relay(*, socket: Socket) -> bool | None:
-    """The relay state, or None when the device does not answer (within the driver timeouts)."""
+def socket_read_relay(*, socket: Socket, quick: bool = False) -> bool | None:
+    """The relay state, or None when the device does not answer (within the driver timeouts, or 1 s when `quick`)."""
     try:
-        return socket_driver(socket=socket).get_power()
+        return socket_driver(socket=socket, quick=quick).get_power()
     except DeviceError:
         return None

@@ -55,7 +55,7 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
         return state
     if not force and not _socket_claim_reconcile(socket_id=socket_id):
         return ReconcileResult(socket_id=socket_id, action="not_due", desired=socket.desired_power)
-    if socket_read_relay(socket=socket) is None:
+    if socket_read_relay(socket=socket, quick=True) is None:
         return _socket_reconcile_failed(socket=socket, error=SocketDeviceError(f"{socket.name}: not answering", socket=socket.name))
     error = None
     try:

@@ -136,7 +136,7 @@ def socket_check_relay(*, socket_id: int) -> bool | None:
     )
     if not claimed:
         return None
-    on = socket_read_relay(socket=Socket.objects.get(pk=socket_id))
+    on = socket_read_relay(socket=Socket.objects.get(pk=socket_id), quick=True)
     pause = 0.75 * interval if on is not None else max(interval, timedelta(seconds=2))
     Socket.objects.filter(pk=socket_id).update(watch_next_at=timezone.now() + pause)
     return on

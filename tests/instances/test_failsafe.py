@@ -106,15 +106,16 @@ def test_monitoring_re_arms_and_shrinks_the_timer_to_the_holders(api, socket, pl
 
 
 def test_deadlines_beyond_the_device_range_are_re_armed_in_time(api, socket, plug, monkeypatch):
-    monkeypatch.setattr(TasmotaHttpDriver, "failsafe_max_seconds", 1.5)
+    monkeypatch.setattr(TasmotaHttpDriver, "failsafe_max_seconds", 3.0)
     start(api, emergencyStopTimeout=60000)
-    assert plug.commands[-2:] == ["PulseTime 15", "Power On"], "the longest the device can count"
-    for _ in range(4):  # monitoring passes, each before the device's timer runs out
-        time.sleep(0.8)
+    assert plug.commands[-2:] == ["PulseTime 30", "Power On"], "the longest the device can count"
+    for _ in range(8):  # monitoring passes over 4.8 s, longer than the device can count
+        time.sleep(0.6)
         make_due(socket)
         monitor_socket(socket.pk)
-    assert plug.is_on and 1.2 <= plug.pulse_remaining_s <= 1.5
-    assert [c for c in plug.commands if c.startswith("PulseTime")][-4:] == ["PulseTime 15"] * 4
+    assert plug.is_on and plug.pulse_remaining_s > 1.0, "re-armed before the device's timer ran out"
+    assert [c for c in plug.commands if c.startswith("PulseTime ")].count("PulseTime 30") >= 2
+    assert plug.commands.count("PulseTime1") == 8, "each pass reads the timer; it is only set when needed"
 
 
 @pytest.mark.parametrize("where", ["setting", "socket"])
@@ -123,8 +124,10 @@ def test_the_failsafe_can_be_turned_off(api, socket, plug, settings, where):
         settings.SMARTSOCKET_FAILSAFE = False
     else:
         Socket.objects.filter(pk=socket.pk).update(failsafe=False)
+    plug.execute("PulseTime 300")  # a timer left on the plug (200 s)
     start(api, emergencyStopTimeout=4000)
-    assert not any(c.startswith("PulseTime") for c in plug.commands) and plug.pulse_remaining_s == 0
+    assert [c for c in plug.commands if c.startswith("PulseTime ")] == ["PulseTime 0"], "the leftover cleared, nothing armed"
+    assert plug.pulse_remaining_s == 0
     assert api.get("/api/sockets/default").json()["failsafe"] == {"supported": False, "armed": False, "expiresAt": None}
 
 
@@ -220,3 +223,54 @@ def test_max_on_ends_holders_without_a_deadline_and_the_timer_backs_it(api, sock
     assert (PowerPeriod.objects.get().power_off_by, PowerPeriod.objects.get().power_off_cause) == ("<max_on>", "max_on")
     assert start(api, emergencyStopTimeout=60000)["deadline"], "holders with a deadline keep theirs"
     assert api.get("/api/sockets/default").json()["maxOnSeconds"] == 1.0
+
+
+def test_a_renewal_while_the_relay_state_is_unknown_still_moves_the_timer(api, socket, plug):
+    instance = start(api, emergencyStopTimeout=3000)
+    Socket.objects.filter(pk=socket.pk).update(observed_power=PowerState.UNKNOWN)  # as after one failed poll
+    assert api.put(f"/api/instance/{instance['id']}/renew", {"emergencyStopTimeout": 60000}).status_code == 200
+    assert timer_end(plug) >= latest_deadline(socket) + 4.8
+
+
+def test_a_renewal_the_plug_refuses_to_time_is_not_committed(api, socket, plug, fast_device_timeouts):
+    instance = start(api, emergencyStopTimeout=3000)
+    deadline = Instance.objects.get(pk=instance["id"]).deadline_at
+    plug.set_fault("http500", only="PulseTime")
+    response = api.put(f"/api/instance/{instance['id']}/renew", {"emergencyStopTimeout": 60000})
+    assert response.status_code == 500 and Instance.objects.get(pk=instance["id"]).deadline_at == deadline
+
+
+def test_a_timer_left_on_the_plug_never_runs_under_a_holder_without_a_deadline(api, socket, plug):
+    monitor_socket(socket.pk)
+    plug.execute("PulseTime 130")  # 30 s, saved on the plug from an earlier run
+    plug.press_button()  # a hand switches it on: the countdown starts
+    assert start(api)["triggeredPowerOn"] is False
+    assert plug.pulse_remaining_s == 0, "cleared for a holder without a deadline"
+
+
+def test_a_stop_that_leaves_only_holders_with_deadlines_arms_their_timer(api, socket, plug):
+    without = start(api)
+    start(api, emergencyStopTimeout=20000)
+    assert plug.pulse_remaining_s == 0
+    api.put(f"/api/instance/{without['id']}")
+    assert plug.is_on and timer_end(plug) >= latest_deadline(socket) + 4.8
+
+
+def test_turning_the_failsafe_off_clears_the_timer_at_once(admin_client, api, socket, plug):
+    from sockets.services import socket_update
+
+    start(api, emergencyStopTimeout=20000)
+    assert plug.pulse_remaining_s > 20
+    socket_update(socket_id=socket.pk, failsafe=False)
+    assert plug.pulse_remaining_s == 0 and plug.is_on
+
+
+def test_monitoring_corrects_a_timer_lost_by_a_reboot_without_rewriting_a_right_one(api, socket, plug):
+    start(api, emergencyStopTimeout=20000)
+    make_due(socket)
+    monitor_socket(socket.pk)
+    assert plug.commands[-1] == "PulseTime1", "right: read, not rewritten"
+    plug.execute("PulseTime 0")  # as after a reboot without the setting
+    make_due(socket)
+    monitor_socket(socket.pk)
+    assert plug.commands[-1].startswith("PulseTime 1") and timer_end(plug) >= latest_deadline(socket) + 4.8
