@@ -127,11 +127,18 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = VAR_DIR / "db.sqlite3"
-DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"))}
+# Persistent connections (a new PostgreSQL connection cost ~15 ms a request), checked before reuse.
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"), conn_max_age=600, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE: every atomic() takes the write lock at BEGIN, so per-socket decisions
-    # serialize on SQLite as select_for_update() does on PostgreSQL.
-    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    # serialize on SQLite as select_for_update() does on PostgreSQL. WAL with synchronous=NORMAL:
+    # a commit is not fsynced, so it costs microseconds instead of ~1.6 ms under the write lock.
+    # Durability (README "Configuration"): a crashed or killed process loses nothing committed;
+    # a power loss or OS crash can lose the last transactions committed before it (never corrupts).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE", "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     # A file test DB: the in-memory one cannot be shared by threads with IMMEDIATE locking.
     # One per test process, so parallel runs never share a file.
     DATABASES["default"]["TEST"] = {"NAME": env_str("SMARTSOCKET_TEST_DB", str(VAR_DIR / f"test_db_{os.getpid()}.sqlite3"))}

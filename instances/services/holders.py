@@ -13,7 +13,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sockets.drivers import EnergyReading
 from sockets.exceptions import SocketDeviceError, SocketEmergencyStopped
 from sockets.models import PowerCause, Socket
 from sockets.selectors import energy_sample_latest, power_period_get_open
@@ -28,8 +27,10 @@ from sockets.services import (
     socket_power_off,
     socket_power_on,
     socket_read_energy,
+    socket_read_energy_alongside,
     socket_read_relay,
     socket_read_state,
+    socket_sample_interval,
     socket_set_failsafe_target,
     socket_take_on,
 )
@@ -80,15 +81,14 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
         running = list(instance_list_running(socket=socket))
         first = not running
         state = socket_read_state(socket=socket) if first else None
-        reading = state.energy if state is not None else socket_read_energy(socket=socket)
-        energy_sample_record(socket=socket, reading=reading, is_on=state.on if state is not None else None)
+        snapshot = _energy_snapshot_of(socket=socket, state=state)
         now = timezone.now()
         instance = Instance(
             socket=socket,
             started_at=now,
             emergency_stop_timeout_ms=timeout_ms,
             deadline_at=instance_first_deadline(socket=socket, started_at=now, timeout_ms=timeout_ms),
-            energy_at_start=_energy_snapshot(reading),
+            energy_at_start=snapshot,
             **{f"client_{key}": value for key, value in client.items()},
         )
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=[*running, instance]))
@@ -128,22 +128,27 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     LEAVE left for reconcile; OffRelay.SWITCH raises it instead (the caller's transaction rolls back).
     """
     ids = [instance.pk for instance in instances]
-    last = not instance_list_running(socket=socket).exclude(pk__in=ids).exists()
-    if relay is OffRelay.SWITCH:  # a requested stop's closing reading, within the run; stops the service decides do not wait for it
-        _socket_sample_if_reachable(socket=socket)
+    remaining = list(instance_list_running(socket=socket).exclude(pk__in=ids))
+    last = not remaining
     now = timezone.now()
-    error = None
-    remaining = [] if last else list(instance_list_running(socket=socket).exclude(pk__in=ids))
+    error, closing_sample = None, None
     socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))
     if remaining:  # a holder without a deadline left: the remaining ones' timer is armed (a longer one shrinks later)
         socket_rearm_failsafe(socket=socket)
     if last:
+        # A requested stop's closing meter reading, overlapped with the `Power Off` (one round trip for
+        # both); stops the service decides on its own do not wait for a reading.
+        closing = socket_read_energy_alongside(socket=socket) if relay is OffRelay.SWITCH else None
         error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay)
+        reading = closing.result() if closing is not None else None
+        if reading is not None:  # stamped when it arrived; it may be from just before or just after the switch
+            closing_sample = energy_sample_record(socket=socket, reading=reading, relay_known=False)
+    latest = closing_sample or energy_sample_latest(socket=socket)  # one read for every instance ending here
     for instance in instances:
         instance.stopped_at, instance.stop_reason = now, reason
         instance.triggered_power_off = last and len(instances) == 1 and reason not in (StopReason.MANUAL, StopReason.EMERGENCY)
         instance.power_off_at = now if last and error is None else None
-        instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance)
+        instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance, latest=latest)
         instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh"])
     logger.info("stop: socket=%s instances=%s reason=%s lastHolder=%s%s", socket.name, ids, reason, last,
                 f" (the plug did not confirm OFF; reconcile takes over: {error})" if error else "")
@@ -234,35 +239,41 @@ def instance_stop_unattended(*, instance_id: str, reason: str, due=None) -> Stop
     return StopResult(instance=instance, triggered_power_off=instance.triggered_power_off, device_error=error)
 
 
-def _socket_sample_if_reachable(*, socket: Socket) -> None:
-    """Record a closing meter reading for the energy figures; a failed read does not block a stop."""
-    try:
-        reading = socket_read_energy(socket=socket)
-    except SocketDeviceError:
-        return
-    energy_sample_record(socket=socket, reading=reading)
+def _energy_snapshot_of(*, socket: Socket, state) -> dict:
+    """The new holder's `energy` snapshot: the first holder's fresh reading (stored as a sample), else the latest
+    sample while it is younger than the ON sample interval (no device request), else a fresh reading. `takenAt`
+    says how old it is."""
+    if state is not None:
+        sample = energy_sample_record(socket=socket, reading=state.energy, is_on=state.on)
+    else:
+        sample = energy_sample_latest(socket=socket)
+        fresh = timezone.now() - timedelta(seconds=socket_sample_interval(socket=socket, on=True))
+        if sample is None or sample.taken_at < fresh:
+            sample = energy_sample_record(socket=socket, reading=socket_read_energy(socket=socket))
+    return _energy_snapshot(sample)
 
 
-def instance_energy_consumed_wh(*, instance: Instance) -> float | None:
-    """Energy (Wh) the socket's meter counted since the instance started, from the samples."""
+def instance_energy_consumed_wh(*, instance: Instance, latest=None) -> float | None:
+    """Energy (Wh) the socket's meter counted since the instance started, from the samples (`latest`: the newest, if known)."""
     start_total = instance.energy_at_start.get("total")
-    latest = energy_sample_latest(socket=instance.socket)
+    latest = latest or energy_sample_latest(socket=instance.socket)
     if start_total is None or latest is None:
         return None
     return round(max(latest.total_kwh - start_total, 0.0) * 1000, 3)
 
 
-def _energy_snapshot(reading: EnergyReading) -> dict:
-    """The seed's `energy` object."""
+def _energy_snapshot(sample) -> dict:
+    """The seed's `energy` object, and when the reading was taken."""
     return {
-        "today": reading.today_kwh,
-        "total": reading.total_kwh,
-        "power": reading.power_w,
-        "apparentPower": reading.apparent_power_va,
-        "reactivePower": reading.reactive_power_var,
-        "factor": reading.power_factor,
-        "voltage": reading.voltage_v,
-        "current": reading.current_a,
+        "today": sample.today_kwh,
+        "total": sample.total_kwh,
+        "power": sample.power_w,
+        "apparentPower": sample.apparent_power_va,
+        "reactivePower": sample.reactive_power_var,
+        "factor": sample.power_factor,
+        "voltage": sample.voltage_v,
+        "current": sample.current_a,
+        "takenAt": sample.taken_at.isoformat(),
     }
 
 

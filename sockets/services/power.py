@@ -11,6 +11,7 @@ import enum
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -147,8 +148,7 @@ def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     _requests.note(socket.pk, _DeviceRequests.ANSWERED)
     if reported != on:
         raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
-    _socket_mark_armed(socket=socket, seconds=off_after if on else 0.0)
-    socket_mark_seen(socket=socket, observed=wanted)
+    socket_mark_seen(socket=socket, observed=wanted, armed_for=off_after)  # one UPDATE: seen, and the timer armed
 
 
 def socket_failsafe_supported(*, socket: Socket) -> bool:
@@ -322,9 +322,13 @@ def socket_sample_interval(*, socket: Socket, on: bool) -> float:
     return socket.sample_interval_off or settings.SMARTSOCKET_SAMPLE_INTERVAL_OFF
 
 
-def socket_mark_seen(*, socket: Socket, observed: str) -> None:
+def socket_mark_seen(*, socket: Socket, observed: str, armed_for: float | None = None) -> None:
+    """The device answered, its relay as `observed`; `armed_for`: seconds its off-timer was just set to (0: cleared)."""
     socket.observed_power, socket.is_online, socket.last_seen_at, socket.last_error = observed, True, timezone.now(), ""
     fields = ["observed_power", "is_online", "last_seen_at", "last_error"]
+    if armed_for is not None and observed == PowerState.ON:
+        socket.failsafe_expires_at = socket.last_seen_at + timedelta(seconds=armed_for) if armed_for > 0 else None
+        fields.append("failsafe_expires_at")
     if observed == PowerState.OFF and socket.failsafe_expires_at is not None:  # an OFF relay has no countdown to fear
         socket.failsafe_expires_at = None
         fields.append("failsafe_expires_at")
@@ -361,6 +365,25 @@ def socket_read_state(*, socket: Socket) -> RelayState:
         _requests.note(socket.pk, _DeviceRequests.READ_FAILED)
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
     return RelayState(on=on, energy=energy)
+
+
+_readers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="meter-read")
+
+
+def socket_read_energy_alongside(*, socket: Socket) -> Future:
+    """Start a meter read in the background, to overlap it with a relay command (one round trip for both).
+
+    The future's result is the reading, or None when the device did not answer; it touches no database.
+    """
+    driver = socket_driver(socket=socket)
+
+    def read() -> EnergyReading | None:
+        try:
+            return driver.read_energy()
+        except DeviceError:
+            return None
+
+    return _readers.submit(read)
 
 
 def socket_read_energy(*, socket: Socket) -> EnergyReading:

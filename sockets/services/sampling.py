@@ -30,12 +30,15 @@ class SocketPoll:
     differs: bool
 
 
-def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None, taken_at: datetime | None = None) -> EnergySample:
-    """Store a reading, with the relay state read with it (else the one last confirmed for the socket)."""
+def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool | None = None, taken_at: datetime | None = None,
+                         relay_known: bool = True) -> EnergySample:
+    """Store a reading, with the relay state read with it (else the one last confirmed for the socket; none when not `relay_known`)."""
+    if is_on is None and relay_known:
+        is_on = {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power)
     return EnergySample.objects.create(
         socket=socket,
         taken_at=taken_at or timezone.now(),
-        is_on=is_on if is_on is not None else {PowerState.ON: True, PowerState.OFF: False}.get(socket.observed_power),
+        is_on=is_on,
         power_w=reading.power_w,
         apparent_power_va=reading.apparent_power_va,
         reactive_power_var=reading.reactive_power_var,
