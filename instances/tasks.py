@@ -11,7 +11,7 @@ from sockets.selectors import socket_list_due_for_sample
 from sockets.tasks import FANOUT_EXPIRES
 
 from .selectors import callback_list_due, instance_list_overdue, socket_list_watch_due
-from .services import callback_deliver, instance_stop_timeout, socket_monitor, socket_watch
+from .services import callback_deliver, instance_stop_planned, instance_stop_timeout, socket_monitor, socket_watch
 
 
 @shared_task
@@ -66,6 +66,14 @@ def deliver_callbacks() -> int:
     for callback_id in callback_ids:
         deliver_callback.apply_async((callback_id,), expires=FANOUT_EXPIRES)
     return len(callback_ids)
+
+
+@shared_task
+def stop_planned(callback_id: int) -> bool:
+    """Safety lane: a start-wait-stop's planned stop at its due time; then its callback goes out on the default lane."""
+    stopped = instance_stop_planned(callback_id=callback_id) is not None
+    deliver_callback.apply_async((callback_id,), expires=FANOUT_EXPIRES)
+    return stopped
 
 
 @shared_task

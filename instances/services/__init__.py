@@ -4,6 +4,7 @@ from .callbacks import (
     callback_deliver,
     callback_schedule,
     instance_start_wait_stop,
+    instance_stop_planned,
 )
 from .deadlines import instance_renew, instance_stop_timeout
 from .emergency import EmergencyResult, emergency_stop, recover
@@ -32,6 +33,7 @@ __all__ = [
     "instance_renew",
     "instance_start",
     "instance_start_wait_stop",
+    "instance_stop_planned",
     "instance_stop",
     "instance_stop_timeout",
     "instance_stop_unattended",

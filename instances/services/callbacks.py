@@ -40,10 +40,29 @@ def instance_start_wait_stop(*, socket: Socket, duration_s: float, timeout_ms: i
 
 
 def _callback_schedule_delivery(*, callback: Callback) -> None:
-    """After commit, a task at the due time; the beat sweep delivers it if this message is lost."""
-    from ..tasks import deliver_callback  # the tasks module imports this one
+    """After commit, a task at the due time; the beat sweep delivers it if this message is lost.
+
+    A start-wait-stop's planned stop also gets a task of its own on the safety lane, so a flood of
+    callbacks on the default lane never delays the plug going OFF (its delivery makes the stop too,
+    as the backstop)."""
+    from ..tasks import deliver_callback, stop_planned  # the tasks module imports this one
 
     transaction.on_commit(lambda: deliver_callback.apply_async((callback.pk,), eta=callback.due_at), robust=True)
+    if callback.kind == CallbackKind.START_WAIT_STOP:
+        transaction.on_commit(lambda: stop_planned.apply_async((callback.pk,), eta=callback.due_at), robust=True)
+
+
+def instance_stop_planned(*, callback_id: int):
+    """Make the planned stop of a start-wait-stop once due (reason requested; committed even if the device fails).
+
+    The callback itself is delivered by the default lane. None when not due, already delivered, or stopped.
+    """
+    callback = Callback.objects.filter(
+        pk=callback_id, kind=CallbackKind.START_WAIT_STOP, delivered_at=None, failed_at=None, due_at__lte=timezone.now()
+    ).first()
+    if callback is None or callback.instance_id is None:
+        return None
+    return instance_stop_unattended(instance_id=callback.instance_id, reason=StopReason.REQUESTED)
 
 
 class CallbackFailed(Exception):

@@ -109,3 +109,17 @@ def test_a_callback_receiver_that_hangs_costs_one_attempt_per_backoff_step(socke
         assert 2 <= callback.attempts <= 3, callback.attempts
         assert "Timeout" in callback.last_error
 
+
+
+def test_a_planned_stop_is_on_time_while_callback_receivers_hang(broker, socket, simulator, plug, receiver):
+    receiver.delay = 3.0  # every callback PUT hangs 3 s: the default lane's 8 threads are busy for ~9 s
+    with Stack(broker=broker, plug_url=simulator.url, SMARTSOCKET_CALLBACK_TIMEOUT="4", **DEFAULTS).running() as stack:
+        for r in range(3):
+            headers = {f"C{n}-CALLBACK": receiver.url(f"/hang/{r}/{n}") for n in range(8)}
+            assert requests.get(f"{stack.api}/wait", params={"duration": 0}, headers=headers, timeout=10).status_code == 200
+        time.sleep(0.5)
+        answer = requests.post(f"{stack.api}/start-wait-stop", data={"duration": 2}, timeout=10).json()["instance"]
+        planned = Instance.objects.get(pk=answer["id"]).started_at.timestamp() + 2
+        switched_off = eventually(lambda: off_at(plug), 8, "the planned stop switched the plug OFF")
+        print(f"planned stop ({broker}) under hanging callbacks: {switched_off - planned:+.3f} s")
+        assert switched_off - planned <= 1.0
