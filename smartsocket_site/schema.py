@@ -72,6 +72,10 @@ OPERATIONS = {
 INSTANCE_EXAMPLE = {"id": "kX2d9QmV7rTzLw0e", "socket": "default", "emergencyStopTimeout": 60000, "isRunning": True,
                     "deadline": "2026-12-01T10:16:02Z", "startTimestamp": "2026-12-01T10:15:02Z", "stopTimestamp": None,
                     "stopReason": None, "energyConsumedWh": 0.8, "label": "Mix sample"}
+SOCKET_EXAMPLE = {"name": "default", "driver": "tasmota_http", "address": "http://192.168.1.50", "observedPower": "ON",
+                  "desiredPower": "ON", "isOnline": True, "isEmergencyStopped": False, "runningInstances": 1,
+                  "failsafe": {"supported": True, "armed": True, "expiresAt": "2026-12-01T10:16:07Z"}, "maxOnSeconds": None,
+                  "afterPowerLoss": "last"}
 STOPPED_EXAMPLE = {**INSTANCE_EXAMPLE, "isRunning": False, "stopTimestamp": "2026-12-01T10:15:40Z", "stopReason": "requested", "energyConsumedWh": 1.2}
 # operationId (without `_by_argument`) → (example request body or None, example 200 answer).
 EXAMPLES = {
@@ -84,6 +88,20 @@ EXAMPLES = {
     "emergency_stop_create": ({"socket": "default"}, {"message": "socket default emergency-stopped", "stoppedInstances": [INSTANCE_EXAMPLE["id"]], "instanceId": None}),
     "recover_update": ({"socket": "default"}, {"message": "socket default recovered"}),
     "start_wait_stop_create": ({"duration": 30, "emergencyStopTimeout": 60000}, {"instance": INSTANCE_EXAMPLE}),
+    "server_status_retrieve": (None, {"socket": "default", "isEmergencyStopped": False, "energyToday": 0.462, "initialEnergy": 94.031,
+                                      "runningInstances": [INSTANCE_EXAMPLE["id"]], "instancesStopping": [],
+                                      "latestEmergencyStopTimeoutInstanceId": None, "power": "ON", "powerW": 76.0,
+                                      "powerStatus": [{"powerOn": {"instanceId": INSTANCE_EXAMPLE["id"], "timestamp": "2026-12-01T10:15:02Z"}, "powerOff": None}],
+                                      "currentTimestamp": "2026-12-01T10:15:30Z"}),
+    "download_retrieve": (None, {"server": {"socket": "default", "isEmergencyStopped": False}, "instances": {INSTANCE_EXAMPLE["id"]: STOPPED_EXAMPLE}}),
+    "sockets_list": (None, [SOCKET_EXAMPLE]),
+    "sockets_retrieve": (None, SOCKET_EXAMPLE),
+    "sockets_power_periods_list": (None, {"count": 1, "next": None, "previous": None, "results": [
+        {"socket": "default", "powerOnAt": "2026-12-01T10:15:02Z", "powerOnBy": INSTANCE_EXAMPLE["id"], "powerOnCause": "requested",
+         "powerOffAt": "2026-12-01T10:15:40Z", "powerOffBy": INSTANCE_EXAMPLE["id"], "powerOffCause": "requested"}]}),
+    "sockets_samples_list": (None, {"count": 1, "next": None, "previous": None, "results": [
+        {"socket": "default", "takenAt": "2026-12-01T10:15:07Z", "isOn": True, "powerW": 76.0, "voltageV": 233.0, "currentA": 0.436,
+         "todayKwh": 0.462, "totalKwh": 94.493}]}),
 }
 
 

@@ -104,3 +104,14 @@ def test_every_operation_is_documented_with_a_summary_and_its_error_codes(client
     assert {"CPEE-LABEL", "CPEE-INSTANCE-URL"} <= {p["name"] for p in start["parameters"] if p["in"] == "header"}
     wait = schema["paths"]["/api/wait"]["get"]
     assert "CPEE-CALLBACK" in {p["name"] for p in wait["parameters"]} and "422" in wait["responses"]
+
+
+def test_every_operation_has_an_example_answer_and_bodies_an_example_request(client):
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation["responses"]["200"].get("content", {})
+            if "application/json" in content:
+                assert "example" in content["application/json"], f"{method} {path}"
+            for media, body in (operation.get("requestBody") or {}).get("content", {}).items():
+                assert "example" in body, f"{method} {path} {media}"
