@@ -13,7 +13,6 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from sockets.drivers import DRIVERS
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     OffRelay,
@@ -21,6 +20,7 @@ from sockets.services import (
     power_period_open,
     recording_device_faults,
     socket_check_relay,
+    socket_failsafe_is_wrong,
     socket_failsafe_supported,
     socket_read_failsafe,
     socket_is_settled,
@@ -92,19 +92,9 @@ def socket_refresh_failsafe(*, socket_id: int) -> bool:
             return False  # the must-be-OFF watch's
         target = failsafe_target(running=running) if socket_failsafe_supported(socket=socket) else None
         socket_set_failsafe_target(socket=socket, until=target)
-        if not _device_timer_wrong(socket=socket, remaining=remaining):
+        if not socket_failsafe_is_wrong(socket=socket, remaining=remaining):
             return False
         return socket_rearm_failsafe(socket=socket, force=True)
-
-
-def _device_timer_wrong(*, socket: Socket, remaining: float) -> bool:
-    target, now = socket.failsafe_target_at, timezone.now()
-    if target is None:
-        return remaining > 0
-    ends, device_range = now + timedelta(seconds=remaining), DRIVERS[socket.driver].failsafe_max_seconds
-    tolerance = min(FAILSAFE_TOLERANCE, timedelta(seconds=device_range / 10))  # Remaining is counted in whole seconds above 11.1 s
-    reach = now + timedelta(seconds=device_range / 2)
-    return ends < min(target, reach) - tolerance or ends > target + 2 * tolerance + timedelta(seconds=1)
 
 
 def socket_watch(*, socket_id: int) -> str | None:

@@ -197,6 +197,19 @@ def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
     return True
 
 
+def socket_failsafe_is_wrong(*, socket: Socket, remaining: float) -> bool:
+    """The plug's timer, `remaining` seconds as read, must be set again: it runs while no timer is wanted, would end
+    early (a reboot, drift), outlives the target by more than a little, or a target beyond the device's range has
+    used up half of that range."""
+    target, now = socket.failsafe_target_at, timezone.now()
+    if target is None:
+        return remaining > 0
+    ends, device_range = now + timedelta(seconds=remaining), DRIVERS[socket.driver].failsafe_max_seconds
+    tolerance = min(timedelta(seconds=1), timedelta(seconds=device_range / 10))  # Remaining counts whole seconds above 11.1 s
+    reach = now + timedelta(seconds=device_range / 2)
+    return ends < min(target, reach) - tolerance or ends > target + 2 * tolerance + timedelta(seconds=1)
+
+
 def socket_read_failsafe(*, socket: Socket) -> float | None:
     """Seconds left on the plug's own off-timer (0: not counting), read without the lock; None if it does not answer."""
     try:
