@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
 
+from audit.actors import actor_of
+from audit.models import Event, actor_text
 from sockets.admin import (
     IsNullFilter,
     PowerPeriodAdmin,
@@ -64,6 +66,7 @@ class SocketAuditAdmin(SocketAdmin):
             (changelist_url(Instance, socket__id__exact=socket.pk), "instances"),
             (changelist_url(EnergySample, socket__id__exact=socket.pk), "samples"),
             (admin_url(Socket, socket.pk) + "#power-chart", "chart"),
+            (changelist_url(Event, socket__id__exact=socket.pk), "ledger events"),
         ]
         return format_html_join(" · ", '<a href="{}">{}</a>', links)
 
@@ -72,7 +75,7 @@ class SocketAuditAdmin(SocketAdmin):
         who = f"<admin:{request.user.get_username()}>"[:64]
         for socket in queryset:
             try:
-                result = emergency_stop(socket=socket, triggered_by=who)
+                result = emergency_stop(socket=socket, triggered_by=who, actor=actor_of(request))
             except SmartSocketError as exc:  # committed anyway: instances stopped, lock on, reconcile drives it OFF
                 self.message_user(request, f"{socket}: emergency stop recorded and locked, but the device did not confirm OFF: {exc}", messages.ERROR)
             else:
@@ -82,7 +85,7 @@ class SocketAuditAdmin(SocketAdmin):
     @admin.action(description="Recover: lift the emergency lock", permissions=["change"])
     def recover_selected(self, request, queryset) -> None:
         for socket in queryset:
-            recover(socket=socket)
+            recover(socket=socket, actor=actor_of(request))
             self.message_user(request, f"{socket}: recovered, instances may start again", messages.SUCCESS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -148,6 +151,12 @@ class PowerPeriodAuditAdmin(PowerPeriodAdmin):
                     "duration", "holders", "energy_wh")
     search_fields = (*PowerPeriodAdmin.search_fields, "instances__id")
     inlines = [InstanceInline]
+    readonly_fields = ("events",)
+
+    @admin.display(description="ledger events")
+    def events(self, period: PowerPeriod) -> str:
+        span = {"at__gte": period.power_on_at.isoformat(), **({"at__lte": period.power_off_at.isoformat()} if period.power_off_at else {})}
+        return format_html('<a href="{}">events of {} over this period</a>', changelist_url(Event, socket__id__exact=period.socket_id, **span), period.socket)
 
     def get_queryset(self, request):
         holders = Instance.objects.filter(power_period=OuterRef("pk")).order_by().values("power_period").annotate(n=Count("pk")).values("n")
@@ -197,13 +206,14 @@ class InstanceAdmin(ReadOnlyAdmin):
     search_fields = ("id", "client_label", "client_instance_url")
     inlines = [CallbackInline]
     fieldsets = (
-        (None, {"fields": ("id", "socket_link", "period_link", "started_at", "stopped_at", "duration", "stop_reason", "deleted_at")}),
+        (None, {"fields": ("id", "socket_link", "period_link", "started_at", "stopped_at", "duration", "stop_reason", "deleted_at", "events")}),
+        ("Who", {"fields": ("started_by_text", "stopped_by_text")}),
         ("Power", {"fields": ("triggered_power_on", "power_on_at", "triggered_power_off", "power_off_at")}),
         ("Energy", {"fields": ("energy_wh", "meter_wh_text", "peak_current", "energy_at_start")}),
         ("Deadline", {"fields": ("emergency_stop_timeout_ms", "deadline_at")}),
         ("Client (CPEE headers)", {"fields": ("client_label", "client_instance_url", "client_instance_uuid", "client_activity")}),
     )
-    readonly_fields = ("socket_link", "period_link", "duration", "energy_wh", "meter_wh_text", "peak_current")
+    readonly_fields = ("socket_link", "period_link", "duration", "energy_wh", "meter_wh_text", "peak_current", "events", "started_by_text", "stopped_by_text")
 
     def get_queryset(self, request):
         return with_meter_energy(super().get_queryset(request), start_ref="started_at", stop_ref="stopped_at")
@@ -220,6 +230,18 @@ class InstanceAdmin(ReadOnlyAdmin):
     def period_link(self, instance: Instance) -> str:
         period = instance.power_period
         return admin_link(period, f"ON {timezone.localtime(period.power_on_at):%Y-%m-%d %H:%M:%S}") if period else "-"
+
+    @admin.display(description="ledger events")
+    def events(self, instance: Instance) -> str:
+        return format_html('<a href="{}">its events</a>', changelist_url(Event, instance__id__exact=instance.pk))
+
+    @admin.display(description="started by")
+    def started_by_text(self, instance: Instance) -> str:
+        return actor_text(instance.started_by)
+
+    @admin.display(description="stopped by")
+    def stopped_by_text(self, instance: Instance) -> str:
+        return "-" if instance.is_running else actor_text(instance.stopped_by)
 
     @admin.display(description="duration")
     def duration(self, instance: Instance) -> str:

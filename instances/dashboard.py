@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.actors import actor_of
 from sockets.exceptions import SmartSocketError
 from sockets.models import Socket
 
@@ -32,7 +33,7 @@ def dashboard_state(request):
 def dashboard_emergency_stop(request, name: str):
     socket = get_object_or_404(Socket, name=name)
     try:
-        result = emergency_stop(socket=socket, triggered_by=f"<dashboard:{request.user.get_username()}>"[:64])
+        result = emergency_stop(socket=socket, triggered_by=f"<dashboard:{request.user.get_username()}>"[:64], actor=actor_of(request))
     except SmartSocketError as exc:  # committed anyway: locked, instances stopped, reconcile drives it OFF
         return JsonResponse({"message": f"{name}: emergency stop recorded and locked; the plug did not confirm OFF: {exc}", "code": exc.code}, status=500)
     return JsonResponse({"message": f"{name}: emergency-stopped and locked", "stoppedInstances": result.stopped_instances})
@@ -41,5 +42,5 @@ def dashboard_emergency_stop(request, name: str):
 @require_POST
 @staff_member_required
 def dashboard_recover(request, name: str):
-    recover(socket=get_object_or_404(Socket, name=name))
+    recover(socket=get_object_or_404(Socket, name=name), actor=actor_of(request))
     return JsonResponse({"message": f"{name}: recovered"})

@@ -38,7 +38,11 @@ class Instance(models.Model):
     triggered_power_on = models.BooleanField(default=False)
     triggered_power_off = models.BooleanField(default=False)
     energy_at_start = models.JSONField(default=dict, blank=True, help_text="The seed's `energy` snapshot read at start.")
-    energy_consumed_wh = models.FloatField(null=True, blank=True)
+    energy_consumed_wh = models.FloatField(null=True, blank=True, help_text="This instance's share of what the meter measured while it ran (Wh).")
+    socket_energy_wh = models.FloatField(null=True, blank=True, help_text="What the meter measured over the instance's run, shared or not (Wh).")
+    # Who started and stopped it: {"user", "via", "ip"}; stopped_by null when the service decided (timeout, manual, failsafe).
+    started_by = models.JSONField(null=True, blank=True)
+    stopped_by = models.JSONField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     # Lease of the worker stopping it on its own (timeout, planned stop): one at a time.
     stop_claimed_until = models.DateTimeField(null=True, blank=True)

@@ -1,15 +1,22 @@
-"""The /api/download file: the whole state as JSON, or an instances report as CSV, streamed.
+"""The /api/download file: the whole state as JSON, or an instances report as CSV, streamed, sealed and signed.
 
 Memory stays flat whatever the history size: instances and their meter readings come from
 one merged pass (selectors.instance_list_with_meter), no query per instance.
 """
 import csv
+import json
 from collections.abc import Iterator
 from datetime import datetime
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.utils import timezone
+
+from audit.exports import ExportSealer, json_text
+from audit.ledger import ledger_head
+from audit.models import actor_text
+from audit.signing import signing_key
 
 from sockets.models import Socket
 from sockets.selectors import socket_get
@@ -18,7 +25,8 @@ from .api.serializers import InstanceSerializer
 from .models import Instance
 from .selectors import InstanceMeter, instance_list_between, instance_list_with_meter, server_status
 
-CSV_COLUMNS = ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a"]
+CSV_COLUMNS = ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a", "socket_energy_wh",
+               "label", "instance_url", "started_by", "stopped_by", "powered_on_by", "powered_off_by"]
 
 
 def download_response(*, socket: Socket | None, since: datetime | None, until: datetime | None, fmt: str) -> StreamingHttpResponse:
@@ -36,13 +44,30 @@ def attachment(body: Iterator[str], *, content_type: str, filename: str) -> Stre
 
 
 def server_state_json(*, socket: Socket | None, instances: QuerySet[Instance]) -> Iterator[str]:
-    """`{"server": {...}, "instances": {id: instance}}`, one instance at a time; the server part is `socket`'s or the default's."""
+    """`{"ledger": head, "server": {...}, "instances": {id: instance + its seal}, "signature": {...}}`, one instance
+    at a time; the server part is `socket`'s or the default's. Sealed and signed as audit.exports describes."""
     encode = DjangoJSONEncoder().encode
-    yield '{"server": ' + encode(server_status(socket=socket or socket_get())) + ', "instances": {'
+    ledger, server = encode(_ledger_cut()), encode(server_status(socket=socket or socket_get()))
+    sealer = ExportSealer(key=signing_key(), fmt="json", header=ledger + "|" + server)
+    checkpoints = []
+    yield '{"ledger": ' + ledger + ', "server": ' + server + ', "instances": {'
     serializer = InstanceSerializer()  # one for all rows: its fields are built once
     for index, instance in enumerate(instance_list_with_meter(instances=instances)):
-        yield ("," if index else "") + encode(instance.pk) + ": " + encode(serializer.to_representation(instance))
-    yield "}}\n"
+        key, body = encode(instance.pk), encode(serializer.to_representation(instance))
+        seal, checkpoint = sealer.add(key + ": " + body)
+        if checkpoint:
+            checkpoints.append({"records": sealer.records, "signature": checkpoint})
+        yield ("," if index else "") + key + ": " + body[:-1] + ', "seal": "' + seal + '"}'
+    head = json.loads(ledger)
+    signature = {"algorithm": "Ed25519", "publicKey": sealer.public_key, "records": sealer.records, "checkpoints": checkpoints,
+                 "value": sealer.final(ledger_seq=head["seq"], ledger_hash=head["hash"])}
+    yield '}, "signature": ' + encode(signature) + "}\n"
+
+
+def _ledger_cut() -> dict:
+    """The ledger head the file is cut at: every event up to it happened before the file was made."""
+    head = ledger_head()
+    return {"seq": head.seq, "hash": head.hash, "at": timezone.now()}
 
 
 class _Echo:
@@ -51,21 +76,35 @@ class _Echo:
 
 
 def instances_csv(*, instances: QuerySet[Instance]) -> Iterator[str]:
-    """One row per instance: id, socket, start, stop, duration s, stop reason, energy Wh, peak current A."""
+    """One row per instance (CSV_COLUMNS) with its seal; `#checkpoint` lines, and a `#signature` trailer with the ledger head."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for instance in instance_list_with_meter(instances=instances):
-        yield writer.writerow(_csv_row(instance=instance, meter=instance.meter))
+    header = [*CSV_COLUMNS, "seal"]
+    sealer = ExportSealer(key=signing_key(), fmt="csv", header=json_text(header))
+    head = _ledger_cut()
+    yield writer.writerow(header)
+    for instance in instance_list_with_meter(instances=instances.select_related("power_period")):
+        cells = [_cell(value) for value in _csv_row(instance=instance, meter=instance.meter)]
+        seal, checkpoint = sealer.add(json_text(cells))
+        yield writer.writerow([*cells, seal])
+        if checkpoint:
+            yield writer.writerow(["#checkpoint", sealer.records, checkpoint])
+    yield writer.writerow(["#signature", sealer.records, head["seq"], head["hash"], sealer.final(ledger_seq=head["seq"], ledger_hash=head["hash"])])
 
 
 def _csv_row(*, instance: Instance, meter: InstanceMeter) -> list:
-    duration = round((instance.stopped_at - instance.started_at).total_seconds(), 3) if instance.stopped_at else ""
+    duration = round((instance.stopped_at - instance.started_at).total_seconds(), 3) if instance.stopped_at else None
+    period = instance.power_period
     return [
         instance.pk, instance.socket.name, instance.started_at.isoformat(),
-        instance.stopped_at.isoformat() if instance.stopped_at else "", duration,
-        instance.stop_reason, _blank_if_none(meter.energy_consumed_wh), _blank_if_none(max(meter.currents, default=None)),
+        instance.stopped_at.isoformat() if instance.stopped_at else None, duration,
+        instance.stop_reason, meter.energy_consumed_wh, max(meter.currents, default=None),
+        instance.socket_energy_wh, instance.client_label, instance.client_instance_url,
+        actor_text(instance.started_by) if instance.started_by else None,  # None: before the ledger, or started by the service's own code
+        None if instance.is_running else actor_text(instance.stopped_by),
+        period.power_on_by if period else None, period.power_off_by if period else None,
     ]
 
 
-def _blank_if_none(value):
-    return "" if value is None else value
+def _cell(value) -> str:
+    """A CSV cell as a reader gets it back (the seal covers exactly that)."""
+    return "" if value is None else str(value)

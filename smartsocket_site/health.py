@@ -5,7 +5,7 @@
 from django.http import HttpResponse, JsonResponse
 
 from .metrics import metrics_text
-from .operations import readiness
+from .operations import ledger_state, readiness
 
 ROUTES = ("/healthz", "/readyz", "/metrics")
 
@@ -16,10 +16,13 @@ def healthz(request) -> JsonResponse:
 
 
 def readyz(request) -> JsonResponse:
-    """200 when database, broker, worker, safety worker and beat are all fine; else 503 naming what fails."""
+    """200 when database, broker, worker, safety worker and beat are all fine; else 503 naming what fails.
+    The body also says what the last ledger check found (a break is reported, it does not stop the service)."""
     checks = readiness()
     failing = [name for name, check in checks.items() if not check["ok"]]
     body = {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks}
+    if checks["database"]["ok"]:
+        body["ledger"] = ledger_state()
     return JsonResponse(body, status=503 if failing else 200, json_dumps_params={"indent": None})
 
 

@@ -7,6 +7,8 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit.models import LedgerCheck
+
 from .models import EventCounter, Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,18 @@ def readiness() -> dict[str, dict]:
         if not checks[name]["ok"]:
             checks[name]["error"] = "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago (limit {limit.total_seconds():.0f} s)"
     return checks
+
+
+def ledger_state() -> dict:
+    """What the beat task's last ledger check found."""
+    check = LedgerCheck.objects.filter(pk=1).first()
+    if check is None or check.checked_at is None:
+        return {"intact": None, "verifiedTo": 0, "checkedAt": None}
+    broken = check.broken_event is not None or bool(check.broken_reason)
+    state = {"intact": not broken, "verifiedTo": check.seq, "checkedAt": check.checked_at.isoformat()}
+    if broken:
+        state.update(firstInvalidEvent=check.broken_event, error=check.broken_reason)
+    return state
 
 
 def _check_database() -> dict:

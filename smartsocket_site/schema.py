@@ -68,15 +68,23 @@ OPERATIONS = {
     "sockets_retrieve": ("One plug: power, lock, failsafe, power-loss behaviour", ["404"], []),
     "sockets_power_periods_list": ("A plug's power periods, newest first", ["404"], []),
     "sockets_samples_list": ("A plug's meter readings, newest first", ["404"], []),
+    "events_list": ("The audit ledger: events, newest first (filter by socket, kind, since, until)", ["404", "422"], []),
+    "events_verify_retrieve": ("Verify the ledger's hash chain from the first event to the head", [], []),
+    "events_public_key_retrieve": ("The Ed25519 public key downloads are signed with", [], []),
 }
 INSTANCE_EXAMPLE = {"id": "kX2d9QmV7rTzLw0e", "socket": "default", "emergencyStopTimeout": 60000, "isRunning": True,
                     "deadline": "2026-12-01T10:16:02Z", "startTimestamp": "2026-12-01T10:15:02Z", "stopTimestamp": None,
-                    "stopReason": None, "energyConsumedWh": 0.8, "label": "Mix sample"}
+                    "stopReason": None, "energyConsumedWh": 0.8, "socketEnergyWh": 0.8, "label": "Mix sample",
+                    "startedBy": {"user": "cpee", "via": "token", "ip": "10.0.0.5"}, "stoppedBy": None}
 SOCKET_EXAMPLE = {"name": "default", "driver": "tasmota_http", "address": "http://192.168.1.50", "observedPower": "ON",
                   "desiredPower": "ON", "isOnline": True, "isEmergencyStopped": False, "runningInstances": 1,
                   "failsafe": {"supported": True, "armed": True, "expiresAt": "2026-12-01T10:16:07Z"}, "maxOnSeconds": None,
                   "afterPowerLoss": "last"}
-STOPPED_EXAMPLE = {**INSTANCE_EXAMPLE, "isRunning": False, "stopTimestamp": "2026-12-01T10:15:40Z", "stopReason": "requested", "energyConsumedWh": 1.2}
+STOPPED_EXAMPLE = {**INSTANCE_EXAMPLE, "isRunning": False, "stopTimestamp": "2026-12-01T10:15:40Z", "stopReason": "requested", "energyConsumedWh": 1.2,
+                   "socketEnergyWh": 1.2, "stoppedBy": {"user": "cpee", "via": "token", "ip": "10.0.0.5"}}
+EVENT_EXAMPLE = {"id": 412, "seq": 412, "at": "2026-12-01T10:15:02Z", "kind": "instance.start", "socket": "default", "instance": INSTANCE_EXAMPLE["id"],
+                 "reason": "", "actor": {"user": "cpee", "via": "token", "ip": "10.0.0.5"}, "client": {"label": "Mix sample"},
+                 "data": {"emergencyStopTimeout": 60000, "triggeredPowerOn": True}, "contentHash": "5d41…", "previousHash": "a3f1…", "hash": "9c2e…"}
 # operationId (without `_by_argument`) → (example request body or None, example 200 answer).
 EXAMPLES = {
     "instance_create": ({"emergencyStopTimeout": 60000}, {"triggeredPowerOn": True, "instance": INSTANCE_EXAMPLE}),
@@ -93,7 +101,12 @@ EXAMPLES = {
                                       "latestEmergencyStopTimeoutInstanceId": None, "power": "ON", "powerW": 76.0,
                                       "powerStatus": [{"powerOn": {"instanceId": INSTANCE_EXAMPLE["id"], "timestamp": "2026-12-01T10:15:02Z"}, "powerOff": None}],
                                       "currentTimestamp": "2026-12-01T10:15:30Z"}),
-    "download_retrieve": (None, {"server": {"socket": "default", "isEmergencyStopped": False}, "instances": {INSTANCE_EXAMPLE["id"]: STOPPED_EXAMPLE}}),
+    "download_retrieve": (None, {"ledger": {"seq": 412, "hash": "9c2e…", "at": "2026-12-01T10:16:00Z"}, "server": {"socket": "default", "isEmergencyStopped": False},
+                                 "instances": {INSTANCE_EXAMPLE["id"]: {**STOPPED_EXAMPLE, "seal": "77ab…"}},
+                                 "signature": {"algorithm": "Ed25519", "publicKey": "MCow…", "records": 1, "checkpoints": [], "value": "k3J9…"}}),
+    "events_list": (None, {"count": 1, "next": None, "previous": None, "results": [EVENT_EXAMPLE]}),
+    "events_verify_retrieve": (None, {"valid": True, "events": 412, "firstInvalidEvent": None, "reason": "", "head": {"seq": 412, "hash": "9c2e…"}}),
+    "events_public_key_retrieve": (None, {"algorithm": "Ed25519", "publicKey": "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", "encoding": "base64 of the raw 32-byte key"}),
     "sockets_list": (None, [SOCKET_EXAMPLE]),
     "sockets_retrieve": (None, SOCKET_EXAMPLE),
     "sockets_power_periods_list": (None, {"count": 1, "next": None, "previous": None, "results": [

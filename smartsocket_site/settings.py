@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "audit",  # before rest_framework.authtoken: its drf_create_token records the token in the ledger
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -233,6 +234,11 @@ SMARTSOCKET_CALLBACK_TIMEOUT = env_float("SMARTSOCKET_CALLBACK_TIMEOUT", 5.0)  #
 # Worker, safety worker and beat heartbeats (/readyz): sent this often, stale after 3 intervals + 2 s.
 SMARTSOCKET_HEARTBEAT_INTERVAL = env_float("SMARTSOCKET_HEARTBEAT_INTERVAL", 5.0)
 
+# The audit ledger (README "Audit"): exports are signed with this Ed25519 key (base64 of the 32-byte
+# private key, or a PKCS#8 PEM); empty = one generated on first use and kept in the database.
+SMARTSOCKET_SIGNING_KEY = env_str("SMARTSOCKET_SIGNING_KEY", "")
+SMARTSOCKET_LEDGER_VERIFY_INTERVAL = env_float("SMARTSOCKET_LEDGER_VERIFY_INTERVAL", 60.0)  # the beat task's incremental check
+
 # Celery: Redis when REDIS_URL (or CELERY_BROKER_URL) is set, else the embedded broker:
 # message files under SMARTSOCKET_BROKER_DIR, no server needed. Results are never read.
 REDIS_URL = env_str("REDIS_URL", "")
@@ -277,6 +283,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-sockets": _tick("sockets.tasks.reconcile_sockets", SMARTSOCKET_RECONCILE_SWEEP),
     "watch-sockets": _tick("instances.tasks.watch_sockets", SMARTSOCKET_OFF_WATCH_INTERVAL),
     "deliver-callbacks": _tick("instances.tasks.deliver_callbacks", SMARTSOCKET_CALLBACK_SWEEP),
+    "verify-ledger": _tick("audit.tasks.verify_ledger", SMARTSOCKET_LEDGER_VERIFY_INTERVAL),
     # One heartbeat per queue: the worker that runs it shows its queue is served; beat's sending shows beat runs.
     "heartbeat-worker": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("worker",)},
     "heartbeat-safety": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("safety",)},

@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from audit.api import EventViewSet
 from instances import dashboard
 from instances.api.views import InstanceViewSet, ServerViewSet
 from sockets.api.views import SocketViewSet
@@ -43,6 +44,9 @@ urlpatterns = [
     *api("sockets/<slug:name>", SocketViewSet.as_view({"get": "retrieve"}), "socket-detail"),
     *api("sockets/<slug:name>/power-periods", SocketViewSet.as_view({"get": "power_periods"}), "socket-power-periods"),
     *api("sockets/<slug:name>/samples", SocketViewSet.as_view({"get": "samples"}), "socket-samples"),
+    *api("events", EventViewSet.as_view({"get": "list"}), "event-list"),
+    *api("events/verify", EventViewSet.as_view({"get": "verify"}), "event-verify"),
+    *api("events/public-key", EventViewSet.as_view({"get": "public_key"}), "event-public-key"),
     *api("schema", SpectacularAPIView.as_view(), "schema"),
     *api("docs", SpectacularSwaggerView.as_view(url_name="schema"), "docs"),
     *api("redoc", SpectacularRedocView.as_view(url_name="schema"), "redoc"),

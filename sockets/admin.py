@@ -17,6 +17,8 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.actors import actor_of
+
 from .drivers import DRIVERS
 from .exceptions import SmartSocketError
 from .models import EnergySample, PowerPeriod, Socket
@@ -182,9 +184,9 @@ class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
         """Through the services: a change writes only the configuration, under the socket lock."""
         config = {field: form.cleaned_data[field] for field in SocketForm.Meta.fields}
         if change:
-            socket_update(socket_id=obj.pk, **config)
+            socket_update(socket_id=obj.pk, actor=actor_of(request), **config)
         else:
-            obj.pk = socket_create(**config).pk
+            obj.pk = socket_create(actor=actor_of(request), **config).pk
 
 
 def sample_window(*, socket_ref: str = "socket", start_ref: str, stop_ref: str) -> QuerySet[EnergySample]:

@@ -89,6 +89,8 @@ class InstanceSerializer(serializers.ModelSerializer):
     triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
     label = serializers.CharField(source="client_label")
     instanceUrl = serializers.CharField(source="client_instance_url")
+    startedBy = serializers.JSONField(source="started_by", allow_null=True, help_text="{user, via, ip} of who started it.")
+    stoppedBy = serializers.JSONField(source="stopped_by", allow_null=True, help_text="{user, via, ip}; null when the service decided (timeout, manual, failsafe) or still running.")
 
     class Meta:
         model = Instance
@@ -96,7 +98,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "id", "socket", "energy", "amperagePerSecond", "emergencyStopTimeout", "startTimestamp",
             "stopTimestamp", "powerOnTimestamp", "powerOffTimestamp", "isEmergencyStopped",
             "isManuallyStopped", "isRunning", "stopReason", "deadline", "energyConsumedWh",
-            "triggeredPowerOn", "triggeredPowerOff", "label", "instanceUrl",
+            "triggeredPowerOn", "triggeredPowerOff", "label", "instanceUrl", "startedBy", "stoppedBy",
         ]
         read_only_fields = fields
 

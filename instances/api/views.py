@@ -8,6 +8,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.actors import actor_of
 from smartsocket_site.access import callback_url_allowed
 from smartsocket_site.api import request_params
 from sockets.exceptions import InvalidParameter
@@ -107,7 +108,8 @@ class InstanceViewSet(viewsets.GenericViewSet):
     @extend_schema(request=StartInputSerializer, responses={200: StartOutputSerializer})  # 200, not 201: the seed's answer
     def create(self, request: Request) -> Response:
         args = validated(StartInputSerializer, request)
-        result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request))
+        result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request),
+                                actor=actor_of(request))
         return Response(StartOutputSerializer(result).data)
 
     @extend_schema(parameters=[INSTANCE_ID], responses=PolymorphicProxySerializer(
@@ -122,12 +124,12 @@ class InstanceViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[INSTANCE_ID], request=None, responses=StopOutputSerializer)
     def update(self, request: Request, pk: str | None = None) -> Response:
         instance_id = required_instance_id(request, pk)
-        return Response(StopOutputSerializer(instance_stop(instance_id=instance_id)).data)
+        return Response(StopOutputSerializer(instance_stop(instance_id=instance_id, actor=actor_of(request))).data)
 
     @extend_schema(parameters=[INSTANCE_ID], responses={200: StopOutputSerializer})  # 200 with a body, not 204
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         instance_id = required_instance_id(request, pk)
-        return Response(StopOutputSerializer(instance_delete(instance_id=instance_id)).data)
+        return Response(StopOutputSerializer(instance_delete(instance_id=instance_id, actor=actor_of(request))).data)
 
     @extend_schema(
         parameters=[INSTANCE_ID], request=RenewInputSerializer, responses=InstanceOutputSerializer,
@@ -137,7 +139,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
     def renew(self, request: Request, pk: str | None = None) -> Response:
         instance_id = required_instance_id(request, pk)
         args = validated(RenewInputSerializer, request)
-        return Response(InstanceOutputSerializer(instance_renew(instance_id=instance_id, timeout_ms=args.get("emergencyStopTimeout"))).data)
+        return Response(InstanceOutputSerializer(instance_renew(instance_id=instance_id, timeout_ms=args.get("emergencyStopTimeout"), actor=actor_of(request))).data)
 
 
 class ServerViewSet(viewsets.GenericViewSet):
@@ -160,12 +162,12 @@ class ServerViewSet(viewsets.GenericViewSet):
             socket = instance_get(instance_id=instance_id).socket if "socket" not in args else socket_get(name=args["socket"])
         else:
             socket = socket_get(name=args.get("socket"))
-        result = emergency_stop(socket=socket, triggered_by=instance_id)
+        result = emergency_stop(socket=socket, triggered_by=instance_id, actor=actor_of(request))
         return Response({"message": f"socket {socket.name} emergency-stopped", "stoppedInstances": result.stopped_instances, "instanceId": instance_id})
 
     @extend_schema(request=SocketArgSerializer)
     def recover(self, request: Request) -> Response:
-        socket = recover(socket=socket_get(name=validated(SocketArgSerializer, request).get("socket")))
+        socket = recover(socket=socket_get(name=validated(SocketArgSerializer, request).get("socket")), actor=actor_of(request))
         return Response({"message": f"socket {socket.name} recovered"})
 
     @extend_schema(parameters=[SocketArgSerializer])
@@ -188,5 +190,6 @@ class ServerViewSet(viewsets.GenericViewSet):
         result = instance_start_wait_stop(
             socket=socket_get(name=args.get("socket")), duration_s=args["duration"],
             timeout_ms=args.get("emergencyStopTimeout"), callback_urls=callbacks, client=client_of(request),
+            actor=actor_of(request),
         )
         return echo_callbacks(Response(InstanceOutputSerializer(result.instance).data), callbacks)

@@ -8,6 +8,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.actors import Actor
+from audit.ledger import ledger_atomic
 from smartsocket_site.access import callback_url_allowed
 from sockets.models import Socket
 from sockets.services import recording_device_faults
@@ -29,10 +31,11 @@ def callback_schedule(*, kind: str, urls: list[tuple[str, str]], due_at, payload
     return callbacks
 
 
-def instance_start_wait_stop(*, socket: Socket, duration_s: float, timeout_ms: int | None, callback_urls: list[tuple[str, str]], client: dict[str, str]) -> StartResult:
+def instance_start_wait_stop(*, socket: Socket, duration_s: float, timeout_ms: int | None, callback_urls: list[tuple[str, str]], client: dict[str, str],
+                             actor: Actor | None = None) -> StartResult:
     """Start an instance and store its planned stop (with the callbacks to call once stopped) in one transaction."""
-    with recording_device_faults(), transaction.atomic():
-        result = instance_start(socket=socket, timeout_ms=timeout_ms, client=client)
+    with recording_device_faults(), ledger_atomic():
+        result = instance_start(socket=socket, timeout_ms=timeout_ms, client=client, actor=actor)
         due_at = result.instance.started_at + timedelta(seconds=duration_s)
         # A row without URL still carries the planned stop when the caller gave no callback.
         callback_schedule(kind=CallbackKind.START_WAIT_STOP, urls=callback_urls or [("", "")], due_at=due_at, instance=result.instance)

@@ -2,7 +2,9 @@
 import logging
 from datetime import timedelta
 
-from django.db import transaction
+from audit.actors import Actor
+from audit.ledger import ledger_atomic, ledger_record
+from audit.models import EventKind
 from django.utils import timezone
 
 from sockets.exceptions import InvalidParameter
@@ -16,7 +18,7 @@ from .holders import StopResult, instance_schedule_deadline, instance_stop_unatt
 logger = logging.getLogger(__name__)
 
 
-def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instance:
+def instance_renew(*, instance_id: str, timeout_ms: int | None = None, actor: Actor | None = None) -> Instance:
     """Push a running instance's deadline out to now + its emergencyStopTimeout (or the new one given).
 
     The plug's own off-timer moves with the deadline; when the plug refuses that, nothing is
@@ -24,7 +26,7 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
     InstanceNotRunning (its deadline or a stop came first), InvalidParameter (no emergencyStopTimeout to renew).
     """
     instance = instance_get(instance_id=instance_id)
-    with transaction.atomic():
+    with ledger_atomic():
         socket = socket_lock(socket_id=instance.socket_id)
         instance = Instance.objects.select_related("socket").get(pk=instance.pk)
         if not instance.is_running:
@@ -38,6 +40,8 @@ def instance_renew(*, instance_id: str, timeout_ms: int | None = None) -> Instan
         instance_schedule_deadline(instance=instance)
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=list(instance_list_running(socket=socket))))
         socket_arm_failsafe(socket=socket)  # the plug's own timer moves with the deadline; a refusal fails the renewal
+        ledger_record(kind=EventKind.INSTANCE_RENEW, socket_id=socket.pk, instance_id=instance.pk, actor=actor,
+                      data={"emergencyStopTimeout": timeout_ms, "deadline": instance.deadline_at})
     logger.info("renew: socket=%s instance=%s deadline=%s", socket.name, instance.pk, instance.deadline_at.isoformat())
     return instance
 

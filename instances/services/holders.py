@@ -13,6 +13,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.actors import Actor
+from audit.ledger import ledger_atomic, ledger_record
+from audit.models import EventKind
 from sockets.exceptions import SocketDeviceError, SocketEmergencyStopped
 from sockets.models import PowerCause, Socket
 from sockets.selectors import energy_sample_latest, power_period_get_open
@@ -63,7 +66,7 @@ def instance_client_fitted(client: dict[str, str] | None) -> dict[str, str]:
     return fitted
 
 
-def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dict[str, str] | None = None) -> StartResult:
+def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dict[str, str] | None = None, actor: Actor | None = None) -> StartResult:
     """Start an instance on `socket`, powering it on if nothing else holds it.
 
     Holds the socket lock across the device requests, so starts, stops and monitoring are
@@ -74,7 +77,7 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
     SocketDeviceError, SocketPowerFailed.
     """
     client = instance_client_fitted(client)
-    with recording_device_faults(), transaction.atomic():
+    with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket.pk)
         if socket.is_emergency_stopped:
             raise SocketEmergencyStopped(socket=socket.name)
@@ -89,6 +92,7 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             emergency_stop_timeout_ms=timeout_ms,
             deadline_at=instance_first_deadline(socket=socket, started_at=now, timeout_ms=timeout_ms),
             energy_at_start=snapshot,
+            started_by=actor.as_json() if actor else None,
             **{f"client_{key}": value for key, value in client.items()},
         )
         socket_set_failsafe_target(socket=socket, until=failsafe_target(running=[*running, instance]))
@@ -103,6 +107,9 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             socket_arm_failsafe(socket=socket)
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
         instance.save(force_insert=True)
+        ledger_record(kind=EventKind.INSTANCE_START, socket_id=socket.pk, instance_id=instance.pk, actor=actor, at=now, data={
+            "emergencyStopTimeout": timeout_ms, "deadline": instance.deadline_at, "triggeredPowerOn": triggered, "period": period.pk,
+        })
         instance_schedule_deadline(instance=instance)
     logger.info("start: socket=%s instance=%s deadline=%s triggeredPowerOn=%s label=%r instanceUrl=%r", socket.name, instance.pk,
                 instance.deadline_at.isoformat() if instance.deadline_at else None, triggered, instance.client_label, instance.client_instance_url)
@@ -118,7 +125,7 @@ def instance_first_deadline(*, socket: Socket, started_at, timeout_ms: int | Non
     return None
 
 
-def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay) -> DeviceFailure | None:
+def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay, actor: Actor | None = None) -> DeviceFailure | None:
     """THE stop path: end the running `instances` of `socket`; if no other holder remains, the socket goes OFF.
 
     Requires the socket lock inside recording_device_faults(). The last holders' stop sets the
@@ -126,6 +133,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     the reason (`<timeout>`, `<emergency>`, `<manual>`), treats the relay as `relay` says and
     closes the period once the relay is OFF. Returns the device failure a SWITCH_OR_LEAVE or
     LEAVE left for reconcile; OffRelay.SWITCH raises it instead (the caller's transaction rolls back).
+    Each ending is recorded in the ledger here, with `actor` (None: the service decided).
     """
     ids = [instance.pk for instance in instances]
     remaining = list(instance_list_running(socket=socket).exclude(pk__in=ids))
@@ -149,10 +157,17 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         instance.triggered_power_off = last and len(instances) == 1 and reason not in (StopReason.MANUAL, StopReason.EMERGENCY)
         instance.power_off_at = now if last and error is None else None
         instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance, latest=latest)
-        instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh"])
+        instance.stopped_by = actor.as_json() if actor else None
+        instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh", "stopped_by"])
+        ledger_record(kind=STOP_EVENTS.get(reason, EventKind.INSTANCE_STOP), socket_id=socket.pk, instance_id=instance.pk, reason=reason,
+                      actor=actor, at=now, data={"lastHolder": last, "triggeredPowerOff": instance.triggered_power_off,
+                                                 "energyConsumedWh": instance.energy_consumed_wh, "deviceError": str(error) if error else None})
     logger.info("stop: socket=%s instances=%s reason=%s lastHolder=%s%s", socket.name, ids, reason, last,
                 f" (the plug did not confirm OFF; reconcile takes over: {error})" if error else "")
     return error
+
+
+STOP_EVENTS = {StopReason.TIMEOUT: EventKind.INSTANCE_TIMEOUT, StopReason.MAX_ON: EventKind.INSTANCE_TIMEOUT, StopReason.DELETED: EventKind.INSTANCE_DELETE}
 
 
 def socket_rearm_failsafe(*, socket: Socket, force: bool = False) -> bool:
@@ -175,29 +190,31 @@ def _power_off_by(*, instances: list[Instance], reason: str) -> str:
     return f"<{reason}>"
 
 
-def instance_stop(*, instance_id: str, reason: str = StopReason.REQUESTED) -> StopResult:
+def instance_stop(*, instance_id: str, reason: str = StopReason.REQUESTED, actor: Actor | None = None) -> StopResult:
     """Stop an instance; the last running one powers its socket off. Repeat stops are no-ops.
 
     A requested stop writes nothing when the device fails (the caller gets the error and
     may retry). Raises InstanceNotFound, SocketDeviceError, SocketPowerFailed.
     """
-    return _instance_stop_requested(instance_id=instance_id, reason=reason, delete=False)
+    return _instance_stop_requested(instance_id=instance_id, reason=reason, delete=False, actor=actor)
 
 
-def instance_delete(*, instance_id: str) -> StopResult:
+def instance_delete(*, instance_id: str, actor: Actor | None = None) -> StopResult:
     """Stop the instance if it runs, then hide it from the API; the row stays for audit."""
-    return _instance_stop_requested(instance_id=instance_id, reason=StopReason.DELETED, delete=True)
+    return _instance_stop_requested(instance_id=instance_id, reason=StopReason.DELETED, delete=True, actor=actor)
 
 
-def _instance_stop_requested(*, instance_id: str, reason: str, delete: bool) -> StopResult:
+def _instance_stop_requested(*, instance_id: str, reason: str, delete: bool, actor: Actor | None) -> StopResult:
     instance = instance_get(instance_id=instance_id)
-    with recording_device_faults(), transaction.atomic():
+    with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=instance.socket_id)
         instance = Instance.objects.select_related("socket").get(pk=instance.pk)
         triggered = False
         if instance.is_running:
-            instances_stop(socket=socket, instances=[instance], reason=reason, relay=OffRelay.SWITCH)
+            instances_stop(socket=socket, instances=[instance], reason=reason, relay=OffRelay.SWITCH, actor=actor)
             triggered = instance.triggered_power_off
+        elif delete:  # a stopped one is only hidden: that is recorded too
+            ledger_record(kind=EventKind.INSTANCE_DELETE, socket_id=socket.pk, instance_id=instance.pk, reason=instance.stop_reason, actor=actor)
         if delete:
             instance.deleted_at = timezone.now()
             instance.save(update_fields=["deleted_at"])
@@ -225,7 +242,7 @@ def instance_stop_unattended(*, instance_id: str, reason: str, due=None) -> Stop
     try:
         instance = Instance.objects.select_related("socket").get(pk=instance_id)
         reachable = socket_read_relay(socket=instance.socket, quick=True) is not None
-        with recording_device_faults(), transaction.atomic():
+        with recording_device_faults(), ledger_atomic():
             socket = socket_lock(socket_id=instance.socket_id)
             instance = Instance.objects.select_related("socket").get(pk=instance_id)
             if not instance.is_running or (due is not None and not due(instance)):

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
+from audit.ledger import ledger_atomic
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     OffRelay,
@@ -85,7 +85,7 @@ def socket_refresh_failsafe(*, socket_id: int) -> bool:
     remaining = socket_read_failsafe(socket=socket) if socket.desired_power == PowerState.ON else None
     if remaining is None:
         return False
-    with transaction.atomic():
+    with ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
         running = list(instance_list_running(socket=socket))
         if not running or socket.desired_power != PowerState.ON:
@@ -120,7 +120,7 @@ def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
     reconcile's (RECONCILE, left to the caller). Returns the RelayChange (None: no
     difference, or the device did not answer) and the ids of the instances stopped.
     """
-    with recording_device_faults(), transaction.atomic():
+    with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
         on = socket_read_relay(socket=socket)
         if on is None:

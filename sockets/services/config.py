@@ -2,8 +2,11 @@
 import logging
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
+
+from audit.actors import Actor
+from audit.ledger import ledger_atomic, ledger_record
+from audit.models import EventKind
 
 from ..drivers import DeviceError
 from ..exceptions import SocketDeviceError
@@ -13,33 +16,47 @@ from .power import socket_arm_failsafe, socket_driver, socket_lock
 logger = logging.getLogger(__name__)
 
 
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe",
+                        "max_on_seconds")
+SECRET_FIELDS = {"password"}
+REDACTED = "<redacted>"
+
+
 def socket_ensure_default() -> Socket:
-    """Create or update the default socket from SMARTSOCKET_DEFAULT_SOCKET_* settings."""
-    socket, _ = Socket.objects.update_or_create(
-        name=settings.SMARTSOCKET_DEFAULT_SOCKET_NAME,
-        defaults={
-            "driver": settings.SMARTSOCKET_DEFAULT_SOCKET_DRIVER,
-            "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
-            "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
-            "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
-            "max_on_seconds": settings.SMARTSOCKET_DEFAULT_SOCKET_MAX_ON,
-        },
-    )
-    return socket
+    """Create or update the default socket from SMARTSOCKET_DEFAULT_SOCKET_* settings (a change is recorded, by the service)."""
+    config = {
+        "driver": settings.SMARTSOCKET_DEFAULT_SOCKET_DRIVER,
+        "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
+        "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
+        "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
+        "max_on_seconds": settings.SMARTSOCKET_DEFAULT_SOCKET_MAX_ON,
+    }
+    socket = Socket.objects.filter(name=settings.SMARTSOCKET_DEFAULT_SOCKET_NAME).first()
+    if socket is None:
+        return socket_create(name=settings.SMARTSOCKET_DEFAULT_SOCKET_NAME, source="environment", **config)
+    return socket_update(socket_id=socket.pk, source="environment", **config)
 
 
 def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
                   sample_interval_on: float | None = None, sample_interval_off: float | None = None, failsafe: bool = True,
-                  max_on_seconds: float | None = None) -> Socket:
-    return Socket.objects.create(
-        name=name, address=address, driver=driver, username=username, password=password,
-        sample_interval_on=sample_interval_on, sample_interval_off=sample_interval_off, failsafe=failsafe,
-        max_on_seconds=max_on_seconds,
-    )
+                  max_on_seconds: float | None = None, actor: Actor | None = None, source: str = "") -> Socket:
+    """Create a socket; recorded with its configuration (secrets redacted)."""
+    config = {"name": name, "address": address, "driver": driver, "username": username, "password": password,
+              "sample_interval_on": sample_interval_on, "sample_interval_off": sample_interval_off, "failsafe": failsafe,
+              "max_on_seconds": max_on_seconds}
+    with ledger_atomic():
+        socket = Socket.objects.create(**config)
+        _socket_config_event(socket=socket, changes={field: [None, value] for field, value in config.items()}, actor=actor,
+                             created=True, source=source)
+    return socket
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe",
-                        "max_on_seconds")
+def _socket_config_event(*, socket: Socket, changes: dict, actor: Actor | None, created: bool = False, source: str = "") -> None:
+    """socket.config with a field-level diff {field: [before, after]}; a secret shows only that it changed."""
+    diff = {field: ([REDACTED if before else "", REDACTED if after else ""] if field in SECRET_FIELDS else [before, after])
+            for field, (before, after) in changes.items()}
+    ledger_record(kind=EventKind.SOCKET_CONFIG, socket_id=socket.pk, reason="created" if created else "changed", actor=actor,
+                  data={"changes": diff, **({"source": source} if source else {})})
 
 
 def socket_set_off_after_power_loss(*, socket_id: int) -> Socket:
@@ -57,8 +74,8 @@ def socket_set_off_after_power_loss(*, socket_id: int) -> Socket:
     return socket
 
 
-def socket_update(*, socket_id: int, **config: str) -> Socket:
-    """Change a socket's configuration (SOCKET_CONFIG_FIELDS) under its lock.
+def socket_update(*, socket_id: int, actor: Actor | None = None, source: str = "", **config) -> Socket:
+    """Change a socket's configuration (SOCKET_CONFIG_FIELDS) under its lock; what changed is recorded.
 
     Only the given fields are written, so a concurrent power change or emergency stop is
     never overwritten with what the editor's form had read.
@@ -66,12 +83,16 @@ def socket_update(*, socket_id: int, **config: str) -> Socket:
     unknown = set(config) - set(SOCKET_CONFIG_FIELDS)
     if unknown:
         raise TypeError(f"not socket configuration: {sorted(unknown)}")
-    with transaction.atomic():
+    with ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
         failsafe_turned_off = socket.failsafe and config.get("failsafe") is False
+        changes = {field: [getattr(socket, field), value] for field, value in config.items() if getattr(socket, field) != value}
+        if not changes:
+            return socket
         for field, value in config.items():
             setattr(socket, field, value)
-        socket.save(update_fields=list(config))
+        socket.save(update_fields=list(changes))
+        _socket_config_event(socket=socket, changes=changes, actor=actor, source=source)
         if failsafe_turned_off:  # a plug that must not have a timer loses the one it has now
             try:
                 socket_arm_failsafe(socket=socket, force=True)

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from audit.ledger import ledger_record
+from audit.models import EventKind
 from smartsocket_site.operations import event_count
 
 from ..drivers import DRIVERS, DeviceAuthError, DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading, SocketDriver, get_driver
@@ -121,11 +123,19 @@ def socket_record_fault(*, socket_id: int, error: Exception, answered: bool = Fa
     """After a failed device command: relay state UNKNOWN (for reconcile), online only if it answered."""
     event_count(name="device_errors", label=device_error_kind(error))
     logger.warning("device fault: socket id %s (%s): %s", socket_id, device_error_kind(error), error)
-    Socket.objects.filter(pk=socket_id).update(
-        observed_power=PowerState.UNKNOWN,
-        is_online=answered or isinstance(error, SocketPowerFailed),
-        last_error=str(error)[:255],
-    )
+    before = Socket.objects.filter(pk=socket_id).values("is_online", "last_error").first()
+    online, message = answered or isinstance(error, SocketPowerFailed), str(error)[:255]
+    Socket.objects.filter(pk=socket_id).update(observed_power=PowerState.UNKNOWN, is_online=online, last_error=message)
+    if before is not None and (before["is_online"] != online or before["last_error"] != message):
+        ledger_record(kind=EventKind.DEVICE_FAULT if online or not before["is_online"] else EventKind.DEVICE_OFFLINE,
+                      socket_id=socket_id, reason=device_error_kind(error), data={"error": message})
+
+
+def socket_record_reachability(*, socket: Socket, online: bool, error: str = "") -> None:
+    """Record in the ledger a socket going offline or coming back (`socket` as it was before); nothing if unchanged."""
+    if socket.is_online != online:
+        ledger_record(kind=EventKind.DEVICE_ONLINE if online else EventKind.DEVICE_OFFLINE, socket_id=socket.pk,
+                      data={"error": error} if error else {})
 
 
 def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
@@ -240,21 +250,34 @@ def _socket_mark_armed(*, socket: Socket, seconds: float | None) -> None:
 
 
 def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod:
-    """The socket's open power period, or a new one from `at` (now) — the one place a period opens."""
-    return power_period_get_open(socket=socket) or PowerPeriod.objects.create(
-        socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause
-    )
+    """The socket's open power period, or a new one from `at` (now) — the one place a period opens (and its event)."""
+    period = power_period_get_open(socket=socket)
+    if period is None:
+        period = PowerPeriod.objects.create(socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause)
+        _power_event(period=period, on=True, by=by, cause=cause, at=period.power_on_at)
+    return period
 
 
 def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod | None:
-    """Close the socket's open power period (if any) and return it — the one place a period closes."""
+    """Close the socket's open power period (if any) and return it — the one place a period closes (and its event)."""
     period = power_period_get_open(socket=socket)
     if period is not None:
         period.power_off_at = max(at or timezone.now(), period.power_on_at)
         period.power_off_by = by
         period.power_off_cause = cause
         period.save(update_fields=["power_off_at", "power_off_by", "power_off_cause"])
+        _power_event(period=period, on=False, by=by, cause=cause, at=period.power_off_at)
     return period
+
+
+def _power_event(*, period: PowerPeriod, on: bool, by: str, cause: str, at: datetime) -> None:
+    """power.on/off (power.manual_on/off for a hand), linked to the instance it was for, if one."""
+    if cause == PowerCause.MANUAL:
+        kind = EventKind.MANUAL_ON if on else EventKind.MANUAL_OFF
+    else:
+        kind = EventKind.POWER_ON if on else EventKind.POWER_OFF
+    ledger_record(kind=kind, socket_id=period.socket_id, instance_id=None if by.startswith("<") else by, reason=cause, at=at,
+                  data={"by": by, "period": period.pk})
 
 
 def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED) -> PowerPeriod:
@@ -337,6 +360,7 @@ def socket_sample_interval(*, socket: Socket, on: bool) -> float:
 
 def socket_mark_seen(*, socket: Socket, observed: str, armed_for: float | None = None) -> None:
     """The device answered, its relay as `observed`; `armed_for`: seconds its off-timer was just set to (0: cleared)."""
+    socket_record_reachability(socket=socket, online=True)
     socket.observed_power, socket.is_online, socket.last_seen_at, socket.last_error = observed, True, timezone.now(), ""
     fields = ["observed_power", "is_online", "last_seen_at", "last_error"]
     if armed_for is not None and observed == PowerState.ON:

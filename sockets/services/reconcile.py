@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.ledger import ledger_atomic, ledger_record
+from audit.models import EventKind
 from smartsocket_site.operations import event_count
 
 from ..drivers import DeviceError
@@ -59,7 +60,7 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
         return _socket_reconcile_failed(socket=socket, error=SocketDeviceError(f"{socket.name}: not answering", socket=socket.name))
     error = None
     try:
-        with recording_device_faults(), transaction.atomic():
+        with recording_device_faults(), ledger_atomic():
             socket = socket_lock(socket_id=socket_id)
             state = _socket_reconcile_state(socket=socket, force=True)
             if state is not None:  # settled meanwhile by a command or another reconcile
@@ -68,6 +69,7 @@ def socket_reconcile(*, socket_id: int, force: bool = False) -> ReconcileResult:
             by, cause = socket.desired_by or "<reconcile>", socket.desired_cause or PowerCause.RECONCILE
             action = _socket_drive(socket=socket, on=socket.desired_power == PowerState.ON, by=by, cause=cause)
             _socket_reconcile_done(socket=socket)
+            ledger_record(kind=EventKind.RECONCILE, socket_id=socket.pk, reason=action, data={"desired": socket.desired_power, "by": by, "cause": cause})
     except (DeviceError, SocketDeviceError, SocketPowerFailed) as exc:
         error = exc
     if error is not None:

@@ -15,7 +15,7 @@ from ..drivers import DeviceError, EnergyReading
 from ..models import EnergySample, PowerState, Socket
 from smartsocket_site.operations import event_count
 
-from .power import device_call_bound, device_error_kind, socket_driver, socket_read_relay, socket_sample_interval
+from .power import device_call_bound, device_error_kind, socket_driver, socket_read_relay, socket_record_reachability, socket_sample_interval
 
 logger = logging.getLogger(__name__)
 POWER_LOSS_CHECK = timedelta(hours=1)
@@ -117,6 +117,7 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, a
         fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
     else:
         fields.update(is_online=True, last_seen_at=now, last_error="")
+    socket_record_reachability(socket=socket, online=on is not None, error="" if on is not None else error)
     if after_power_loss is not None:
         fields.update(after_power_loss=after_power_loss, after_power_loss_checked_at=now)
     Socket.objects.filter(pk=socket.pk).update(**fields)

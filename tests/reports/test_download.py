@@ -19,6 +19,11 @@ def download(api, **params):
     return response, b"".join(response.streaming_content).decode()
 
 
+def csv_records(body: str) -> list[dict]:
+    """The report's rows, without its `#checkpoint` and `#signature` lines."""
+    return [row for row in csv.DictReader(io.StringIO(body)) if not row["id"].startswith("#")]
+
+
 def test_it_streams_the_state_as_a_json_attachment(api):
     history = make_history()
 
@@ -26,7 +31,7 @@ def test_it_streams_the_state_as_a_json_attachment(api):
 
     assert response["Content-Disposition"] == 'attachment; filename="server_state.json"'
     state = json.loads(body)
-    assert set(state) == {"server", "instances"}
+    assert set(state) == {"ledger", "server", "instances", "signature"}
     assert state["server"]["socket"] == "default"
     assert set(state["instances"]) == {"alpha", "beta", "gamma", "delta"}
     gamma = state["instances"]["gamma"]
@@ -47,10 +52,12 @@ def test_it_answers_the_same_facts_as_a_csv_report(api):
 
     assert response["Content-Type"] == "text/csv"
     assert response["Content-Disposition"] == 'attachment; filename="instances.csv"'
-    rows = list(csv.DictReader(io.StringIO(body)))
-    assert list(rows[0]) == ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a"]
+    rows = csv_records(body)
+    assert list(rows[0]) == ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a", "socket_energy_wh",
+                             "label", "instance_url", "started_by", "stopped_by", "powered_on_by", "powered_off_by", "seal"]
+    assert body.splitlines()[-1].startswith("#signature,4,")
     assert [row["id"] for row in rows] == ["alpha", "beta", "gamma", "delta"]
-    beta = rows[1]
+    beta = {column: rows[1][column] for column in ("id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a")}
     assert beta == {
         "id": "beta", "socket": "mixer", "start": at(10).isoformat(), "stop": at(30).isoformat(), "duration_s": "1200.0",
         "stop_reason": "requested", "energy_wh": "38.333", "peak_current_a": "0.5",
@@ -69,7 +76,7 @@ def test_it_filters_by_time_range_and_socket(api):
 
     _, body = download(api, format="csv", since=at(25).isoformat(), until=at(62).isoformat(), socket="pump")
 
-    rows = list(csv.DictReader(io.StringIO(body)))
+    rows = csv_records(body)
     # beta ran until 09:30 and gamma started at 10:00: both overlap 09:25–10:02; alpha had stopped.
     assert [(row["id"], row["socket"]) for row in rows] == [("pump-beta", "pump"), ("pump-gamma", "pump")]
 

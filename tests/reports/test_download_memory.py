@@ -1,10 +1,14 @@
 """The download streams a large history in flat memory."""
+import csv
+import io
 import json
 import tracemalloc
 from datetime import timedelta
 
 import pytest
 
+from audit.exports import CHECKPOINT, export_verify
+from audit.signing import public_key_text, signing_key
 from instances.models import Instance, StopReason
 from sockets.models import EnergySample
 from sockets.services import socket_create
@@ -61,5 +65,9 @@ def test_it_streams_100k_samples_in_flat_memory(api, tmp_path, fmt):
         assert instances["i000999"]["amperagePerSecond"][:2] == [0.43 + (99_900 % 7) / 100, 0.43 + (99_901 % 7) / 100]
     else:
         lines = out.read_text().splitlines()
-        assert len(lines) == INSTANCES + 1
-        assert lines[1].startswith("i000000,big,") and lines[1].endswith(",requested,27.778,0.49")
+        checkpoints = INSTANCES // CHECKPOINT
+        assert len(lines) == 1 + INSTANCES + checkpoints + 1, "header, the rows, a signed checkpoint every 256 rows, the signature"
+        first = next(csv.DictReader(io.StringIO("\n".join(lines[:2]))))
+        assert (first["id"], first["socket"], first["stop_reason"], first["energy_wh"], first["peak_current_a"]) == ("i000000", "big", "requested", "27.778", "0.49")
+    # The streamed file proves itself.
+    assert export_verify(str(out), public_key=public_key_text(signing_key().public_key())).valid
