@@ -78,3 +78,7 @@ class TokenAdmin(token_admin.TokenAdmin):
 
     def delete_model(self, request, obj) -> None:
         token_revoke(token=Token.objects.get(key=obj.key), actor=actor_of(request))
+
+    def delete_queryset(self, request, queryset) -> None:  # the "delete selected" action
+        for token in Token.objects.filter(key__in=[obj.key for obj in queryset]).select_related("user"):
+            token_revoke(token=token, actor=actor_of(request))

@@ -148,7 +148,8 @@ def _verify_csv(file, key: Ed25519PublicKey) -> ExportVerification:
                 return ExportVerification(False, walk.records, f"lines after the signature (line {line + 1} on)")
             return ExportVerification(True, walk.records, f"{walk.records} records, signed, cut at ledger event #{row[2]}")
         else:
-            problem = walk.add(name=f"line {line}", record=json_text(row[:-1]), seal=row[-1] if row else None)
+            name = f"line {line} (instance {row[0]})" if row else f"line {line}"
+            problem = walk.add(name=name, record=json_text(row[:-1]), seal=row[-1] if row else None)
         if problem:
             return ExportVerification(False, walk.records, problem, first_invalid_record=f"line {line}")
     return ExportVerification(False, walk.records, "no signature: the file was cut short")

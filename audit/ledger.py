@@ -86,9 +86,9 @@ def ledger_record(*, kind: str, socket_id: int | None = None, instance_id: str |
     """Append an event (`actor` None: the service decided). Inside ledger_atomic() it is written when that
     commits; outside, at once (in the caller's transaction, if any)."""
     event = Event(
-        at=at or timezone.now(), kind=kind, socket_id=socket_id, instance_id=instance_id, reason=reason or "",
-        actor=actor.as_json() if actor else None, client=actor.client if actor else {},
-        data=json.loads(_encode(data or {})),  # exactly what the column gives back, so the hash verifies
+        at=at or timezone.now(), kind=kind, socket_id=socket_id, instance_id=instance_id, reason=_storable(reason or ""),
+        actor=_storable(actor.as_json()) if actor else None, client=_storable(actor.client) if actor else {},
+        data=_storable(json.loads(_encode(data or {}))),  # exactly what the column gives back, so the hash verifies
     )
     event.content_hash = event_content_hash(event)
     if _pending.depth:
@@ -96,6 +96,18 @@ def ledger_record(*, kind: str, socket_id: int | None = None, instance_id: str |
     else:
         with transaction.atomic():
             _ledger_append(events=[event])
+
+
+def _storable(value):
+    """`value` with NUL removed from every string: PostgreSQL's text and jsonb cannot hold it, and a caller's header
+    or a device's answer carrying one must not fail the change it is recorded with."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _ledger_head_lock() -> LedgerHead:
@@ -154,6 +166,10 @@ def ledger_verify(*, after_seq: int = 0, after_hash: str = GENESIS, until_seq: i
     if seq != head.seq or previous != head.hash:
         return Verification(valid=False, events=count, first_invalid_event=head.event_id,
                             reason=f"the chain ends at #{seq} but the head is #{head.seq} (event {head.event_id}): events deleted or rewritten at the end", seq=seq, hash=previous)
+    checked = LedgerCheck.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
+    if after_seq == 0 and checked > head.seq:  # the tail deleted and the head rewound to match: only the last check knows
+        return Verification(valid=False, events=count, first_invalid_event=head.event_id,
+                            reason=f"the head is #{head.seq} but #{checked} was verified before: events deleted at the end", seq=seq, hash=previous)
     # Re-read: an event a concurrent writer sealed meanwhile is newer, not a stray. Committed events are always sealed.
     stray = Event.objects.filter(seq__gt=ledger_head().seq).order_by("pk").first()
     if stray is not None:

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from audit.actors import Actor
 from audit.ledger import ledger_atomic, ledger_record
-from audit.models import EventKind
+from audit.models import Event, EventKind
 from sockets.models import Socket
 from sockets.services import OffRelay, recording_device_faults, socket_lock, socket_set_emergency
 
@@ -49,9 +49,12 @@ def recover(*, socket: Socket, actor: Actor | None = None) -> Socket:
     """Lift the emergency lock so instances can start again (the ledger keeps who had pressed it and who lifted it)."""
     with ledger_atomic():
         socket = socket_lock(socket_id=socket.pk)
+        pressed = Event.objects.filter(socket=socket, kind=EventKind.EMERGENCY_STOP).order_by("-seq").values("pk", "actor").first()
         ledger_record(kind=EventKind.RECOVER, socket_id=socket.pk, actor=actor, data={
             "wasStopped": socket.is_emergency_stopped, "emergencyStoppedAt": socket.emergency_stopped_at,
             "emergencyStoppedBy": socket.emergency_stopped_by,
+            "emergencyStopEvent": pressed["pk"] if pressed and socket.is_emergency_stopped else None,
+            "pressedBy": pressed["actor"] if pressed and socket.is_emergency_stopped else None,
         })
         socket = socket_set_emergency(socket=socket, stopped=False)
     logger.info("recover: socket=%s emergency lock lifted", socket.name)

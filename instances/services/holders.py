@@ -102,7 +102,7 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             period = socket_take_on(socket=socket, by=instance.id)
             socket_arm_failsafe(socket=socket, force=True)
         elif period is None:  # first holder (or a holder's period was lost): arm the failsafe, command the relay ON
-            period = socket_power_on(socket=socket, by=instance.id, cause=PowerCause.REQUESTED)
+            period = socket_power_on(socket=socket, by=instance.id, cause=PowerCause.REQUESTED, actor=actor)
         else:  # another holder: the plug's own timer must not end before its deadline (a refusal fails the start)
             socket_arm_failsafe(socket=socket)
         instance.power_period, instance.power_on_at, instance.triggered_power_on = period, period.power_on_at, triggered
@@ -147,7 +147,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         # A requested stop's closing meter reading, overlapped with the `Power Off` (one round trip for
         # both); stops the service decides on its own do not wait for a reading.
         closing = socket_read_energy_alongside(socket=socket) if relay is OffRelay.SWITCH else None
-        error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay)
+        error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay, actor=actor)
         reading = closing.result() if closing is not None else None
         if reading is not None:  # stamped when it arrived; it may be from just before or just after the switch
             closing_sample = energy_sample_record(socket=socket, reading=reading, relay_known=False)

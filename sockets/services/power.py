@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from audit.actors import Actor
 from audit.ledger import ledger_record
 from audit.models import EventKind
 from smartsocket_site.operations import event_count
@@ -249,16 +250,16 @@ def _socket_mark_armed(*, socket: Socket, seconds: float | None) -> None:
     socket.save(update_fields=["failsafe_expires_at"])
 
 
-def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod:
+def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None) -> PowerPeriod:
     """The socket's open power period, or a new one from `at` (now) — the one place a period opens (and its event)."""
     period = power_period_get_open(socket=socket)
     if period is None:
         period = PowerPeriod.objects.create(socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause)
-        _power_event(period=period, on=True, by=by, cause=cause, at=period.power_on_at)
+        _power_event(period=period, on=True, by=by, cause=cause, at=period.power_on_at, actor=actor)
     return period
 
 
-def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None) -> PowerPeriod | None:
+def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None) -> PowerPeriod | None:
     """Close the socket's open power period (if any) and return it — the one place a period closes (and its event)."""
     period = power_period_get_open(socket=socket)
     if period is not None:
@@ -266,27 +267,28 @@ def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | No
         period.power_off_by = by
         period.power_off_cause = cause
         period.save(update_fields=["power_off_at", "power_off_by", "power_off_cause"])
-        _power_event(period=period, on=False, by=by, cause=cause, at=period.power_off_at)
+        _power_event(period=period, on=False, by=by, cause=cause, at=period.power_off_at, actor=actor)
     return period
 
 
-def _power_event(*, period: PowerPeriod, on: bool, by: str, cause: str, at: datetime) -> None:
-    """power.on/off (power.manual_on/off for a hand), linked to the instance it was for, if one."""
+def _power_event(*, period: PowerPeriod, on: bool, by: str, cause: str, at: datetime, actor: Actor | None) -> None:
+    """power.on/off (power.manual_on/off for a hand), linked to the instance it was for, if one; `actor`: the caller
+    whose request switched it (None: the service decided, or a hand)."""
     if cause == PowerCause.MANUAL:
         kind = EventKind.MANUAL_ON if on else EventKind.MANUAL_OFF
     else:
         kind = EventKind.POWER_ON if on else EventKind.POWER_OFF
-    ledger_record(kind=kind, socket_id=period.socket_id, instance_id=None if by.startswith("<") else by, reason=cause, at=at,
+    ledger_record(kind=kind, socket_id=period.socket_id, instance_id=None if by.startswith("<") else by, reason=cause, at=at, actor=actor,
                   data={"by": by, "period": period.pk})
 
 
-def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED) -> PowerPeriod:
+def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED, actor: Actor | None = None) -> PowerPeriod:
     """Switch the relay ON and open a power period (or keep the open one).
 
     Requires the socket lock inside recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
     """
     _socket_command(socket=socket, on=True, by=by, cause=cause)
-    return power_period_open(socket=socket, by=by, cause=cause)
+    return power_period_open(socket=socket, by=by, cause=cause, actor=actor)
 
 
 def socket_take_on(*, socket: Socket, by: str) -> PowerPeriod:
@@ -313,7 +315,8 @@ class OffRelay(enum.Enum):
     ALREADY_OFF = "already_off"  # the relay was seen OFF (by hand): record it, send nothing
 
 
-def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = OffRelay.SWITCH) -> DeviceFailure | None:
+def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = OffRelay.SWITCH,
+                     actor: Actor | None = None) -> DeviceFailure | None:
     """The socket goes OFF for `by` (`cause`): the relay as `relay` says, the open period closed once it is OFF.
 
     Requires the socket lock inside recording_device_faults(). Returns the device failure a
@@ -336,7 +339,7 @@ def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = O
             return exc
     else:
         _socket_command(socket=socket, on=False, by=by, cause=cause)
-    power_period_close(socket=socket, by=by, cause=cause)
+    power_period_close(socket=socket, by=by, cause=cause, actor=actor)
     return None
 
 

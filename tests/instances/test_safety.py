@@ -12,6 +12,8 @@ import pytest
 from django.db import DatabaseError
 from django.utils import timezone
 
+from audit.ledger import ledger_verify
+from audit.models import Event, EventKind
 from instances.models import Callback, Instance
 from instances.services import socket_watch
 from instances.tasks import monitor_socket, watch_sockets
@@ -43,6 +45,8 @@ def test_a_cpee_label_longer_than_its_column_is_cut_and_the_start_succeeds(api, 
     assert instance.client_label == "x" * 255 and response.json()["instance"]["label"] == "x" * 255
     assert instance.client_activity == "a" * 40, "NUL removed: PostgreSQL cannot store it"
     assert plug.is_on and PowerPeriod.objects.get().is_open
+    started = Event.objects.get(kind=EventKind.INSTANCE_START)
+    assert started.client["activity"] == "a" * 40 and ledger_verify().valid, "the ledger keeps the header, NUL removed"
 
 
 # 2. Whatever raises after the relay command leaves desired right and observed UNKNOWN.
