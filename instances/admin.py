@@ -21,7 +21,7 @@ from sockets.admin import (
     admin_url,
     changelist_url,
     duration_text,
-    with_meter_energy,
+    wh_text,
 )
 from sockets.exceptions import SmartSocketError
 from sockets.models import EnergySample, PowerPeriod, Socket
@@ -209,14 +209,14 @@ class InstanceAdmin(ReadOnlyAdmin):
         (None, {"fields": ("id", "socket_link", "period_link", "started_at", "stopped_at", "duration", "stop_reason", "deleted_at", "events")}),
         ("Who", {"fields": ("started_by_text", "stopped_by_text")}),
         ("Power", {"fields": ("triggered_power_on", "power_on_at", "triggered_power_off", "power_off_at")}),
-        ("Energy", {"fields": ("energy_wh", "meter_wh_text", "peak_current", "energy_at_start")}),
+        ("Energy", {"fields": ("energy_wh", "socket_energy", "peak_current", "energy_at_start")}),
         ("Deadline", {"fields": ("emergency_stop_timeout_ms", "deadline_at")}),
         ("Client (CPEE headers)", {"fields": ("client_label", "client_instance_url", "client_instance_uuid", "client_activity")}),
     )
-    readonly_fields = ("socket_link", "period_link", "duration", "energy_wh", "meter_wh_text", "peak_current", "events", "started_by_text", "stopped_by_text")
+    readonly_fields = ("socket_link", "period_link", "duration", "energy_wh", "socket_energy", "peak_current", "events", "started_by_text", "stopped_by_text")
 
     def get_queryset(self, request):
-        return with_meter_energy(super().get_queryset(request), start_ref="started_at", stop_ref="stopped_at")
+        return super().get_queryset(request)
 
     @admin.action(description="Export selected rows as CSV (the download's instances report)")
     def export_csv(self, request, queryset):
@@ -247,13 +247,13 @@ class InstanceAdmin(ReadOnlyAdmin):
     def duration(self, instance: Instance) -> str:
         return duration_text(instance.started_at, instance.stopped_at)
 
-    @admin.display(description="energy (Wh)", ordering="energy_consumed_wh")
+    @admin.display(description="energy, its share (Wh)", ordering="energy_consumed_wh")
     def energy_wh(self, instance: Instance) -> str:
-        return "-" if instance.energy_consumed_wh is None else f"{instance.energy_consumed_wh:g}"
+        return wh_text(instance.energy_consumed_wh)
 
-    @admin.display(description="meter difference over its run (Wh)")
-    def meter_wh_text(self, instance: Instance) -> str:
-        return "-" if instance.meter_wh is None else f"{instance.meter_wh:.3f}"
+    @admin.display(description="the plug's energy over its run, shared or not (Wh)")
+    def socket_energy(self, instance: Instance) -> str:
+        return wh_text(instance.socket_energy_wh)
 
     @admin.display(description="peak current (A)")
     def peak_current(self, instance: Instance) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from sockets.models import Socket
+from sockets.admin import wh_text
 from sockets.selectors import energy_sample_list, power_period_list
 
 from .selectors import instance_list_between
@@ -163,11 +164,11 @@ def _draw_instances(chart: PowerChart) -> None:
             chart.markers_truncated = True
             return
         label = f"{instance.pk}" + (f" ({instance.client_label})" if instance.client_label else "")
-        chart.runs.append({"instance": instance, "label": instance.client_label or instance.pk})
+        chart.runs.append({"instance": instance, "label": instance.client_label or instance.pk, "wh": wh_text(instance.energy_consumed_wh)})
         if instance.started_at >= chart.since:
             chart.markers.append(Mark(x=_x(chart, instance.started_at), kind="start", title=f"{label} started {_local(instance.started_at)}"))
         if instance.stopped_at and instance.stopped_at <= chart.until:
-            energy = f", {instance.energy_consumed_wh:g} Wh" if instance.energy_consumed_wh is not None else ""
+            energy = f", {wh_text(instance.energy_consumed_wh)} Wh" if instance.energy_consumed_wh is not None else ""
             title = f"{label} stopped {_local(instance.stopped_at)}: {instance.stop_reason}{energy}"
             chart.markers.append(Mark(x=_x(chart, instance.stopped_at), kind="stop", title=title))
 

@@ -55,6 +55,8 @@ class Instance(models.Model):
         ordering = ["-started_at"]
         indexes = [
             models.Index(fields=["socket", "started_at"]),
+            # Who held a socket over a sample interval (energy sharing): running, or stopped after its start.
+            models.Index(fields=["socket", "stopped_at"]),
             # What the deadline sweep scans: running instances with a deadline.
             models.Index(fields=["deadline_at"], condition=Q(stopped_at=None), name="running_deadline_idx"),
         ]

@@ -98,7 +98,7 @@ def _csv_row(*, instance: Instance, meter: InstanceMeter) -> list:
         instance.pk, instance.socket.name, instance.started_at.isoformat(),
         instance.stopped_at.isoformat() if instance.stopped_at else None, duration,
         instance.stop_reason, meter.energy_consumed_wh, max(meter.currents, default=None),
-        instance.socket_energy_wh, instance.client_label, instance.client_instance_url,
+        meter.socket_energy_wh, instance.client_label, instance.client_instance_url,
         actor_text(instance.started_by) if instance.started_by else None,  # None: before the ledger, or started by the service's own code
         None if instance.is_running else actor_text(instance.stopped_by),
         period.power_on_by if period else None, period.power_off_by if period else None,

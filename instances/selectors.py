@@ -78,7 +78,8 @@ class InstanceMeter:
     """What the meter saw while an instance ran: currents (A) and energy consumed (Wh)."""
 
     currents: list[float]
-    energy_consumed_wh: float | None
+    energy_consumed_wh: float | None  # the instance's share (instances.services.energy)
+    socket_energy_wh: float | None = None  # what the plug counted over its run, shared or not
 
 
 def instance_meter(*, instance: Instance) -> InstanceMeter:
@@ -115,12 +116,12 @@ def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Insta
 
 
 def _meter(*, instance: Instance, readings: list[tuple[float, float]]) -> InstanceMeter:
-    """Stored energy once stopped; while running, the meter's count since the start snapshot."""
-    energy = instance.energy_consumed_wh
-    start_total = instance.energy_at_start.get("total")
-    if energy is None and instance.is_running and readings and start_total is not None:
-        energy = round(max(readings[-1][1] - start_total, 0.0) * 1000, 3)
-    return InstanceMeter(currents=[current for current, _total in readings], energy_consumed_wh=energy)
+    """The instance's share of the energy counted so far and the plug's whole figure (instances.services.energy), to the mWh."""
+    def rounded(wh: float | None) -> float | None:
+        return None if wh is None else round(wh, 3)
+
+    return InstanceMeter(currents=[current for current, _total in readings], energy_consumed_wh=rounded(instance.energy_consumed_wh),
+                         socket_energy_wh=rounded(instance.socket_energy_wh))
 
 
 def dashboard_sockets(*, sparkline: int = 24) -> list[dict]:

@@ -95,6 +95,11 @@ def changelist_url(model, **filters) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
+def wh_text(wh: float | None) -> str:
+    """Energy as the pages show it: to the mWh (`28.75`), or `-` when unknown."""
+    return "-" if wh is None else f"{round(wh, 3):g}"
+
+
 def duration_text(start: datetime | None, stop: datetime | None) -> str:
     """`1:02:03` (h:mm:ss), or `running` while the span is open."""
     if start is None:

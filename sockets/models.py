@@ -65,6 +65,10 @@ class Socket(models.Model):
     after_power_loss_checked_at = models.DateTimeField(null=True, blank=True)
     # The must-be-OFF watch: when the relay of a socket nobody holds is checked next (and its lease).
     watch_next_at = models.DateTimeField(null=True, blank=True)
+    # The last sample whose interval was shared among the holders (instances.services.energy).
+    energy_shared_sample_id = models.BigIntegerField(null=True, blank=True)
+    energy_shared_at = models.DateTimeField(null=True, blank=True)
+    energy_shared_total_kwh = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

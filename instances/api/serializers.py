@@ -85,6 +85,7 @@ class InstanceSerializer(serializers.ModelSerializer):
     stopReason = serializers.CharField(source="stop_reason", allow_null=True)
     deadline = serializers.DateTimeField(source="deadline_at", allow_null=True)
     energyConsumedWh = serializers.SerializerMethodField()
+    socketEnergyWh = serializers.SerializerMethodField()
     triggeredPowerOn = serializers.BooleanField(source="triggered_power_on")
     triggeredPowerOff = serializers.BooleanField(source="triggered_power_off")
     label = serializers.CharField(source="client_label")
@@ -97,7 +98,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         fields = [
             "id", "socket", "energy", "amperagePerSecond", "emergencyStopTimeout", "startTimestamp",
             "stopTimestamp", "powerOnTimestamp", "powerOffTimestamp", "isEmergencyStopped",
-            "isManuallyStopped", "isRunning", "stopReason", "deadline", "energyConsumedWh",
+            "isManuallyStopped", "isRunning", "stopReason", "deadline", "energyConsumedWh", "socketEnergyWh",
             "triggeredPowerOn", "triggeredPowerOff", "label", "instanceUrl", "startedBy", "stoppedBy",
         ]
         read_only_fields = fields
@@ -106,8 +107,13 @@ class InstanceSerializer(serializers.ModelSerializer):
         return self._meter(instance).currents
 
     def get_energyConsumedWh(self, instance: Instance) -> float | None:
-        """Stored at stop; while running, what the meter counted so far."""
+        """This instance's share of what the meter counted while it held the plug (overlapping holders share by time);
+        so far while running, completed by the next sample after a stop that took no closing reading."""
         return self._meter(instance).energy_consumed_wh
+
+    def get_socketEnergyWh(self, instance: Instance) -> float | None:
+        """What the plug's meter counted over this instance's run, whoever else held it."""
+        return self._meter(instance).socket_energy_wh
 
     @staticmethod
     def _meter(instance: Instance) -> InstanceMeter:

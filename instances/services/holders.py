@@ -40,6 +40,7 @@ from sockets.services import (
 
 from ..models import Instance, StopReason
 from ..selectors import failsafe_target, instance_get, instance_list_running
+from .energy import holders_share_energy
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def instance_start(*, socket: Socket, timeout_ms: int | None = None, client: dic
             emergency_stop_timeout_ms=timeout_ms,
             deadline_at=instance_first_deadline(socket=socket, started_at=now, timeout_ms=timeout_ms),
             energy_at_start=snapshot,
+            energy_consumed_wh=0.0,
+            socket_energy_wh=0.0,
             started_by=actor.as_json() if actor else None,
             **{f"client_{key}": value for key, value in client.items()},
         )
@@ -139,7 +142,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     remaining = list(instance_list_running(socket=socket).exclude(pk__in=ids))
     last = not remaining
     now = timezone.now()
-    error, closing_sample = None, None
+    error = None
     socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))
     if remaining:  # a holder without a deadline left: the remaining ones' timer is armed (a longer one shrinks later)
         socket_rearm_failsafe(socket=socket)
@@ -150,18 +153,18 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay, actor=actor)
         reading = closing.result() if closing is not None else None
         if reading is not None:  # stamped when it arrived; it may be from just before or just after the switch
-            closing_sample = energy_sample_record(socket=socket, reading=reading, relay_known=False)
-    latest = closing_sample or energy_sample_latest(socket=socket)  # one read for every instance ending here
+            energy_sample_record(socket=socket, reading=reading, relay_known=False)
+            holders_share_energy(socket=socket, known=instances)  # the last holders' figures are final at once
     for instance in instances:
         instance.stopped_at, instance.stop_reason = now, reason
         instance.triggered_power_off = last and len(instances) == 1 and reason not in (StopReason.MANUAL, StopReason.EMERGENCY)
         instance.power_off_at = now if last and error is None else None
-        instance.energy_consumed_wh = instance_energy_consumed_wh(instance=instance, latest=latest)
         instance.stopped_by = actor.as_json() if actor else None
-        instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "energy_consumed_wh", "stopped_by"])
+        # Not the energy figures: sharing adds to them in the database (the next sample completes this run's).
+        instance.save(update_fields=["stopped_at", "stop_reason", "triggered_power_off", "power_off_at", "stopped_by"])
         ledger_record(kind=STOP_EVENTS.get(reason, EventKind.INSTANCE_STOP), socket_id=socket.pk, instance_id=instance.pk, reason=reason,
                       actor=actor, at=now, data={"lastHolder": last, "triggeredPowerOff": instance.triggered_power_off,
-                                                 "energyConsumedWh": instance.energy_consumed_wh, "deviceError": str(error) if error else None})
+                                                 "energyConsumedWh": instance.energy_consumed_wh, "socketEnergyWh": instance.socket_energy_wh, "deviceError": str(error) if error else None})
     logger.info("stop: socket=%s instances=%s reason=%s lastHolder=%s%s", socket.name, ids, reason, last,
                 f" (the plug did not confirm OFF; reconcile takes over: {error})" if error else "")
     return error
@@ -268,15 +271,6 @@ def _energy_snapshot_of(*, socket: Socket, state) -> dict:
         if sample is None or sample.taken_at < fresh:
             sample = energy_sample_record(socket=socket, reading=socket_read_energy(socket=socket))
     return _energy_snapshot(sample)
-
-
-def instance_energy_consumed_wh(*, instance: Instance, latest=None) -> float | None:
-    """Energy (Wh) the socket's meter counted since the instance started, from the samples (`latest`: the newest, if known)."""
-    start_total = instance.energy_at_start.get("total")
-    latest = latest or energy_sample_latest(socket=instance.socket)
-    if start_total is None or latest is None:
-        return None
-    return round(max(latest.total_kwh - start_total, 0.0) * 1000, 3)
 
 
 def _energy_snapshot(sample) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
@@ -35,6 +36,7 @@ from sockets.services import (
 
 from ..models import StopReason
 from ..selectors import failsafe_target, instance_list_running, socket_must_be_off
+from .energy import holders_share_energy
 from .holders import instances_stop, socket_rearm_failsafe
 
 # An OFF this close to the armed timer's end (or after it) is the timer's, not a hand's.
@@ -67,6 +69,9 @@ def socket_monitor(*, socket_id: int) -> MonitorResult:
     """
     poll = socket_poll(socket_id=socket_id)
     change, stopped = None, []
+    if poll is not None and poll.power is not None:  # a sample was stored: share its interval among the holders
+        with transaction.atomic():
+            holders_share_energy(socket=socket_lock(socket_id=socket_id))
     if poll is not None and poll.differs:
         change, stopped = socket_follow_relay(socket_id=socket_id)
         if change == RelayChange.RECONCILE:

@@ -38,8 +38,8 @@ def test_it_shades_power_periods_and_marks_instances_over_the_chosen_range(admin
     assert starts == [f"{pk} (label-{pk}) started 2026-11-17 {t}:00" for pk, t in
                       (("alpha", "09:00"), ("beta", "09:10"), ("gamma", "10:00"), ("delta", "12:00"))]
     assert stops == [
-        "alpha (label-alpha) stopped 2026-11-17 09:20:00: requested, 38.333 Wh",
-        "beta (label-beta) stopped 2026-11-17 09:30:00: requested, 38.333 Wh",
+        "alpha (label-alpha) stopped 2026-11-17 09:20:00: requested, 28.75 Wh",
+        "beta (label-beta) stopped 2026-11-17 09:30:00: requested, 28.75 Wh",
         "gamma (label-gamma) stopped 2026-11-17 10:05:00: emergency, 9.583 Wh",
     ]
     assert re.search(r'<polyline class="power" points="[\d., ]+"', svg)
@@ -124,7 +124,7 @@ def test_labels_energy_and_the_ranges_kwh_are_readable_without_hovering(admin_cl
     history = make_history()
     page = page_of(admin_client, history.socket, since="2026-11-17T08:50", until="2026-11-17T12:30")
     table = re.search(r'<table class="chart-runs".*?</table>', page, re.S).group(0)
-    for label, wh in (("label-alpha", "38.3"), ("label-beta", "38.3"), ("label-gamma", "9.6")):
+    for label, wh in (("label-alpha", "28.75"), ("label-beta", "28.75"), ("label-gamma", "9.583")):
         assert re.search(rf"<td[^>]*>{label}</td>.*?<td>{wh}</td>", table, re.S), label
     totals = list(EnergySample.objects.filter(socket=history.socket, taken_at__range=(at(-10), at(220)))
                   .order_by("taken_at").values_list("total_kwh", flat=True))

@@ -27,7 +27,7 @@ def test_instances_export_as_the_download_report(admin_client):
     columns = ("id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a")
     assert [{column: row[column] for column in columns} for row in rows if not row["id"].startswith("#")] == [
         {"id": "alpha", "socket": "mixer", "start": at(0).isoformat(), "stop": at(20).isoformat(), "duration_s": "1200.0",
-         "stop_reason": "requested", "energy_wh": "38.333", "peak_current_a": "0.5"},
+         "stop_reason": "requested", "energy_wh": "28.75", "peak_current_a": "0.5"},
         {"id": "gamma", "socket": "mixer", "start": at(60).isoformat(), "stop": at(65).isoformat(), "duration_s": "300.0",
          "stop_reason": "emergency", "energy_wh": "9.583", "peak_current_a": "0.5"},
     ]

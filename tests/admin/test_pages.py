@@ -71,7 +71,7 @@ def test_the_auditor_reads_who_switched_the_socket_last_tuesday_and_why(admin_cl
     started = {"socket__id__exact": history.socket.pk, "started_at__year": 2026, "started_at__month": 11, "started_at__day": 17}
     instances = admin_client.get("/admin/instances/instance/", started).content.decode()
 
-    for pk, wh in (("alpha", "38.333"), ("beta", "38.333"), ("gamma", "9.583")):
+    for pk, wh in (("alpha", "28.75"), ("beta", "28.75"), ("gamma", "9.583")):
         assert f"/admin/instances/instance/{pk}/change/" in instances
         assert f'<td class="field-energy_wh">{wh}</td>' in instances
     assert '<td class="field-stop_reason">Emergency</td>' in instances

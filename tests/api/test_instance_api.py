@@ -6,7 +6,7 @@ import pytest
 from instances.models import Instance, StopReason
 from sockets.models import PowerPeriod, PowerState, Socket
 from sockets.selectors import socket_get
-from sockets.services import energy_sample_record, socket_create, socket_read_energy
+from sockets.services import socket_create
 from sockets.simulator import SimulatorServer
 
 pytestmark = pytest.mark.django_db
@@ -180,9 +180,13 @@ def test_a_running_instance_reports_the_energy_counted_so_far(api, socket, plug)
     instance_id = start(api)["instance"]["id"]
     assert api.get(f"/api/instance/{instance_id}").json()["instance"]["energyConsumedWh"] in (0.0, None)
     time.sleep(1.0)
-    energy_sample_record(socket=socket_get(), reading=socket_read_energy(socket=socket_get()))  # what monitoring does
+    from instances.tasks import monitor_socket
+
+    Socket.objects.filter(pk=socket.pk).update(next_sample_at=None)
+    monitor_socket(socket.pk)  # a monitoring sample: its interval is shared among the holders
     running = api.get(f"/api/instance/{instance_id}").json()["instance"]
     assert running["isRunning"] and 8 <= running["energyConsumedWh"] <= 30
+    assert running["socketEnergyWh"] == running["energyConsumedWh"], "alone on the plug: all of it is its share"
 
 
 def test_the_list_costs_no_query_per_instance(api, socket, django_assert_max_num_queries):

@@ -1,0 +1,100 @@
+"""Energy per holder: the meter's count over each sample interval shared among the instances that held the plug.
+
+Each interval between two consecutive samples of a socket is cut where a holder started or
+stopped; the energy of each piece (the interval's counter delta, spread evenly over its time)
+goes in equal parts to the instances holding the plug then (`energy_consumed_wh`), and whole
+to each of them (`socket_energy_wh`, the plug's figure over the instance's run). So the shares
+of overlapping instances add up to what the meter counted while anyone held it.
+
+The delta comes from the `Total` counter, never `Today`: a counter that went down was reset
+(a reboot, a counter cleared), and the energy since the reset is the new value, not negative.
+
+Intervals are shared in order, once: the socket keeps the last sample shared (`energy_shared_*`),
+and whoever shares next (each monitoring sample, the last holder's stop) takes every sample
+after it, under the socket lock. A sample that was not shared yet (a crash, an instance stopped
+between two samples) is shared by the next pass, so an instance stopped without a closing
+reading has its figure completed by the next sample (within one sample interval).
+"""
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
+
+from sockets.models import EnergySample, Socket
+
+from ..models import Instance
+
+
+@dataclass
+class Share:
+    consumed_wh: float = 0.0  # the instance's share
+    socket_wh: float = 0.0  # what the plug counted while it held it
+
+
+def interval_energy_wh(*, previous_total_kwh: float, total_kwh: float) -> float:
+    """The energy counted between two readings of the `Total` counter; a counter that went down was reset."""
+    delta = total_kwh - previous_total_kwh
+    return (total_kwh if delta < 0 else delta) * 1000
+
+
+def interval_shares(*, since: datetime, until: datetime, energy_wh: float,
+                    holders: list[tuple[str, datetime, datetime | None]]) -> dict[str, Share]:
+    """Share `energy_wh`, counted over [since, until], among `holders` (id, started_at, stopped_at or None) by time."""
+    span = (until - since).total_seconds()
+    if span <= 0 or energy_wh <= 0:
+        return {}
+    cuts = sorted({since, until, *(at for _, started, stopped in holders for at in (started, stopped) if at and since < at < until)})
+    shares: dict[str, Share] = {}
+    for start, end in zip(cuts, cuts[1:]):
+        present = [pk for pk, started, stopped in holders if started <= start and (stopped is None or stopped >= end)]
+        if not present:
+            continue  # nobody held the plug: the meter counted, no instance is charged
+        piece = energy_wh * (end - start).total_seconds() / span
+        for pk in present:
+            share = shares.setdefault(pk, Share())
+            share.consumed_wh += piece / len(present)
+            share.socket_wh += piece
+    return shares
+
+
+def holders_share_energy(*, socket: Socket, known: list[Instance] = ()) -> None:
+    """Share every sample interval of `socket` not shared yet among its holders then (requires the socket lock).
+
+    `known`: instances the caller holds in memory; their figures are updated along with the rows.
+    """
+    pending = EnergySample.objects.filter(socket=socket).order_by("pk").values_list("pk", "taken_at", "total_kwh")
+    if socket.energy_shared_sample_id is not None:
+        pending = pending.filter(pk__gt=socket.energy_shared_sample_id)
+    pending = list(pending[:1000])
+    if not pending:
+        return
+    marker_at, marker_total = socket.energy_shared_at, socket.energy_shared_total_kwh
+    totals: dict[str, Share] = {}
+    for _, taken_at, total_kwh in pending:
+        if marker_at is None:  # the first sample ever: where sharing starts
+            marker_at, marker_total = taken_at, total_kwh
+            continue
+        if taken_at <= marker_at:
+            continue  # stamped before the last shared one (it waited for the lock): the next interval covers it
+        energy = interval_energy_wh(previous_total_kwh=marker_total, total_kwh=total_kwh)
+        if energy > 0:
+            holders = Instance.objects.filter(socket=socket, started_at__lt=taken_at).filter(Q(stopped_at=None) | Q(stopped_at__gt=marker_at))
+            for pk, share in interval_shares(since=marker_at, until=taken_at, energy_wh=energy,
+                                             holders=list(holders.values_list("pk", "started_at", "stopped_at"))).items():
+                total = totals.setdefault(pk, Share())
+                total.consumed_wh += share.consumed_wh
+                total.socket_wh += share.socket_wh
+        marker_at, marker_total = taken_at, total_kwh
+    for pk, share in totals.items():
+        Instance.objects.filter(pk=pk).update(
+            energy_consumed_wh=Coalesce(F("energy_consumed_wh"), Value(0.0)) + share.consumed_wh,
+            socket_energy_wh=Coalesce(F("socket_energy_wh"), Value(0.0)) + share.socket_wh,
+        )
+    for instance in known:
+        share = totals.get(instance.pk)
+        if share is not None:
+            instance.energy_consumed_wh = (instance.energy_consumed_wh or 0.0) + share.consumed_wh
+            instance.socket_energy_wh = (instance.socket_energy_wh or 0.0) + share.socket_wh
+    socket.energy_shared_sample_id, socket.energy_shared_at, socket.energy_shared_total_kwh = pending[-1][0], marker_at, marker_total
+    socket.save(update_fields=["energy_shared_sample_id", "energy_shared_at", "energy_shared_total_kwh"])
