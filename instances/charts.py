@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from sockets.models import Socket
+from sockets.models import Resolution, Socket
 from sockets.admin import wh_text
-from sockets.selectors import energy_sample_list, power_period_list
+from sockets.selectors import meter_points, meter_span, power_period_list
 
 from .selectors import instance_list_between
 
@@ -54,7 +54,7 @@ class PowerChart:
     markers_truncated: bool = False
     x_ticks: list[Tick] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
-    energy_kwh: float = 0.0  # what the meter counted over the range (counter resets skipped)
+    energy_kwh: float = 0.0  # what the meter counted over the range (a counter reset counted from zero)
     runs: list[dict] = field(default_factory=list)  # the instances of the range, for the table under the chart
 
     @property
@@ -67,12 +67,12 @@ class PowerChart:
 
 
 def default_range(*, socket: Socket) -> tuple[datetime, datetime]:
-    """The span that has readings (at least an hour, at most 7 days) up to the latest one, or the last hour."""
-    samples = energy_sample_list(socket=socket).values_list("taken_at", flat=True)
-    latest = samples.order_by("-taken_at").first()
-    if latest is None:
+    """The span that has readings, raw or rolled up (at least an hour, at most 7 days) up to the latest one, or the last hour."""
+    span_of_readings = meter_span(socket=socket)
+    if span_of_readings is None:
         return timezone.now() - timedelta(hours=1), timezone.now()
-    earliest = max(samples.order_by("taken_at").first(), latest - PRESETS["7d"])
+    earliest, latest = span_of_readings
+    earliest = max(earliest, latest - PRESETS["7d"])
     span = max(latest - earliest, PRESETS["1h"])
     until = latest + span / 50  # a little room after the last reading
     return until - span - span / 50, until
@@ -111,21 +111,20 @@ def _y(chart: PowerChart, watts: float) -> float:
 
 
 def _sample_buckets(chart: PowerChart) -> dict[int, list[float]]:
-    """Pixel column -> [min W, max W, sum W, count], folded while the samples stream."""
+    """Pixel column -> [min W, max W, sum W, count], folded while the readings stream: raw samples, and the
+    rollups where the retention has removed them (hourly ones beyond a week's range)."""
     buckets: dict[int, list[float]] = {}
-    readings = energy_sample_list(socket=chart.socket, since=chart.since, until=chart.until).values_list("taken_at", "power_w", "total_kwh")
-    previous_total = None
-    for taken_at, watts, total in readings.iterator(chunk_size=5000):
-        chart.sample_count += 1
-        if previous_total is not None and total > previous_total:  # a counter that went down was reset: no energy
-            chart.energy_kwh += total - previous_total
-        previous_total = total
-        column = int(_x(chart, taken_at) - chart.left)
+    resolution = Resolution.HOUR if chart.until - chart.since > PRESETS["7d"] else Resolution.MINUTE
+    for point in meter_points(socket=chart.socket, since=chart.since, until=chart.until, resolution=resolution):
+        chart.sample_count += point.samples
+        chart.energy_kwh += point.energy_wh / 1000
+        column = int(_x(chart, point.at) - chart.left)
         bucket = buckets.get(column)
         if bucket is None:
-            buckets[column] = [watts, watts, watts, 1]
+            buckets[column] = [point.min_w, point.max_w, point.mean_w * point.samples, point.samples]
         else:
-            bucket[0], bucket[1], bucket[2], bucket[3] = min(bucket[0], watts), max(bucket[1], watts), bucket[2] + watts, bucket[3] + 1
+            bucket[0], bucket[1] = min(bucket[0], point.min_w), max(bucket[1], point.max_w)
+            bucket[2], bucket[3] = bucket[2] + point.mean_w * point.samples, bucket[3] + point.samples
     return buckets
 
 

@@ -9,8 +9,8 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from sockets.models import Socket
-from sockets.selectors import energy_sample_latest, energy_sample_list, power_period_list
+from sockets.models import Resolution, Socket
+from sockets.selectors import energy_rollup_list, energy_sample_latest, energy_sample_list, power_period_list, retention_cutoff
 
 from .exceptions import InstanceNotFound
 from .models import Callback, Instance, StopReason
@@ -83,45 +83,68 @@ class InstanceMeter:
 
 
 def instance_meter(*, instance: Instance) -> InstanceMeter:
-    """The meter readings of the instance's socket while it ran (one query)."""
-    samples = energy_sample_list(socket=instance.socket, since=instance.started_at, until=instance.stopped_at or timezone.now())
-    return _meter(instance=instance, readings=list(samples.values_list("current_a", "total_kwh")))
+    """The meter readings of the instance's socket while it ran: the currents of its raw samples, after the
+    minutes (their highest current) where the retention folded them into rollups."""
+    until = instance.stopped_at or timezone.now()
+    currents = []
+    if instance.started_at < retention_cutoff():
+        rollups = energy_rollup_list(socket=instance.socket, since=instance.started_at, until=until)
+        currents = list(rollups.values_list("max_current_a", flat=True))
+    samples = energy_sample_list(socket=instance.socket, since=instance.started_at, until=until)
+    return _meter(instance=instance, currents=currents + list(samples.values_list("current_a", flat=True)))
 
 
 def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Instance]:
     """Each instance with its meter readings as `.meter`, in one pass and flat memory, whatever the history size.
 
-    Two cursors in the same order: the instances, and (instance id, current, total) rows
-    from a join of each instance with its socket's samples in [start, stop or now].
-    Instances created after `now` are left out of both, so the two streams stay aligned.
+    Cursors in the same order: the instances, and (instance id, current) rows from a join of each
+    instance with its socket's samples in [start, stop or now] — and, for runs older than the
+    retention, with the minute rollups its samples were folded into. Instances created after
+    `now` are left out of all, so the streams stay aligned.
     """
     now = timezone.now()
     instances = instances.select_related("socket").filter(started_at__lte=now).order_by("started_at", "pk")
-    # Both conditions in one filter() apply to the same joined sample row.
-    rows = instances.filter(
+    # Both conditions in one filter() apply to the same joined row.
+    samples = instances.filter(
         socket__samples__taken_at__gte=F("started_at"),
         socket__samples__taken_at__lte=Coalesce("stopped_at", Value(now)),
-    ).order_by("started_at", "pk", "socket__samples__taken_at", "socket__samples__pk").values_list(
-        "pk", "socket__samples__current_a", "socket__samples__total_kwh"
-    )
-    row_stream = rows.iterator(chunk_size=2000)
-    pending = next(row_stream, None)
+    ).order_by("started_at", "pk", "socket__samples__taken_at", "socket__samples__pk").values_list("pk", "socket__samples__current_a")
+    cutoff = retention_cutoff(now=now)
+    rollups = instances.filter(started_at__lt=cutoff).filter(
+        socket__rollups__resolution=Resolution.MINUTE,
+        socket__rollups__bucket_start__gt=F("started_at") - timedelta(minutes=1),
+        socket__rollups__bucket_start__lte=Coalesce("stopped_at", Value(now)),
+    ).order_by("started_at", "pk", "socket__rollups__bucket_start").values_list("pk", "socket__rollups__max_current_a")
+    rollup_stream, sample_stream = _Stream(rows=rollups), _Stream(rows=samples)
     for instance in instances.iterator(chunk_size=200):
-        readings = []
-        while pending is not None and pending[0] == instance.pk:
-            readings.append(pending[1:])
-            pending = next(row_stream, None)
-        instance.meter = _meter(instance=instance, readings=readings)
+        old = rollup_stream.take(pk=instance.pk) if instance.started_at < cutoff else []  # no query while none is that old
+        instance.meter = _meter(instance=instance, currents=old + sample_stream.take(pk=instance.pk))
         yield instance
 
 
-def _meter(*, instance: Instance, readings: list[tuple[float, float]]) -> InstanceMeter:
+class _Stream:
+    """(instance id, value) rows in instance order, taken instance by instance; queried on the first take."""
+
+    def __init__(self, *, rows: QuerySet):
+        self._query, self._rows, self._pending = rows, None, None
+
+    def take(self, *, pk: str) -> list:
+        if self._rows is None:
+            self._rows = self._query.iterator(chunk_size=2000)
+            self._pending = next(self._rows, None)
+        values = []
+        while self._pending is not None and self._pending[0] == pk:
+            values.append(self._pending[1])
+            self._pending = next(self._rows, None)
+        return values
+
+
+def _meter(*, instance: Instance, currents: list[float]) -> InstanceMeter:
     """The instance's share of the energy counted so far and the plug's whole figure (instances.services.energy), to the mWh."""
     def rounded(wh: float | None) -> float | None:
         return None if wh is None else round(wh, 3)
 
-    return InstanceMeter(currents=[current for current, _total in readings], energy_consumed_wh=rounded(instance.energy_consumed_wh),
-                         socket_energy_wh=rounded(instance.socket_energy_wh))
+    return InstanceMeter(currents=currents, energy_consumed_wh=rounded(instance.energy_consumed_wh), socket_energy_wh=rounded(instance.socket_energy_wh))
 
 
 def dashboard_sockets(*, sparkline: int = 24) -> list[dict]:

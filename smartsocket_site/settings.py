@@ -238,6 +238,13 @@ SMARTSOCKET_HEARTBEAT_INTERVAL = env_float("SMARTSOCKET_HEARTBEAT_INTERVAL", 5.0
 # private key, or a PKCS#8 PEM); empty = one generated on first use and kept in the database.
 SMARTSOCKET_SIGNING_KEY = env_str("SMARTSOCKET_SIGNING_KEY", "")
 SMARTSOCKET_LEDGER_VERIFY_INTERVAL = env_float("SMARTSOCKET_LEDGER_VERIFY_INTERVAL", 60.0)  # the beat task's incremental check
+# Raw samples are kept this many days, then rolled up into per-minute and per-hour rollups (kept for good)
+# by a beat task every SMARTSOCKET_ROLLUP_INTERVAL seconds, at most SMARTSOCKET_ROLLUP_MAX_SAMPLES a run.
+SMARTSOCKET_SAMPLE_RETENTION_DAYS = env_float("SMARTSOCKET_SAMPLE_RETENTION_DAYS", 30.0)
+if SMARTSOCKET_SAMPLE_RETENTION_DAYS <= 0:
+    raise ImproperlyConfigured("SMARTSOCKET_SAMPLE_RETENTION_DAYS must be more than 0")
+SMARTSOCKET_ROLLUP_INTERVAL = env_float("SMARTSOCKET_ROLLUP_INTERVAL", 300.0)
+SMARTSOCKET_ROLLUP_MAX_SAMPLES = int(env_float("SMARTSOCKET_ROLLUP_MAX_SAMPLES", 500_000))
 
 # Celery: Redis when REDIS_URL (or CELERY_BROKER_URL) is set, else the embedded broker:
 # message files under SMARTSOCKET_BROKER_DIR, no server needed. Results are never read.
@@ -284,6 +291,7 @@ CELERY_BEAT_SCHEDULE = {
     "watch-sockets": _tick("instances.tasks.watch_sockets", SMARTSOCKET_OFF_WATCH_INTERVAL),
     "deliver-callbacks": _tick("instances.tasks.deliver_callbacks", SMARTSOCKET_CALLBACK_SWEEP),
     "verify-ledger": _tick("audit.tasks.verify_ledger", SMARTSOCKET_LEDGER_VERIFY_INTERVAL),
+    "roll-up-samples": _tick("sockets.tasks.roll_up_samples", SMARTSOCKET_ROLLUP_INTERVAL),
     # One heartbeat per queue: the worker that runs it shows its queue is served; beat's sending shows beat runs.
     "heartbeat-worker": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("worker",)},
     "heartbeat-safety": {**_tick("smartsocket_site.tasks.heartbeat", SMARTSOCKET_HEARTBEAT_INTERVAL), "args": ("safety",)},

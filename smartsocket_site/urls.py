@@ -44,6 +44,7 @@ urlpatterns = [
     *api("sockets/<slug:name>", SocketViewSet.as_view({"get": "retrieve"}), "socket-detail"),
     *api("sockets/<slug:name>/power-periods", SocketViewSet.as_view({"get": "power_periods"}), "socket-power-periods"),
     *api("sockets/<slug:name>/samples", SocketViewSet.as_view({"get": "samples"}), "socket-samples"),
+    *api("sockets/<slug:name>/rollups", SocketViewSet.as_view({"get": "rollups"}), "socket-rollups"),
     *api("events", EventViewSet.as_view({"get": "list"}), "event-list"),
     *api("events/verify", EventViewSet.as_view({"get": "verify"}), "event-verify"),
     *api("events/public-key", EventViewSet.as_view({"get": "public_key"}), "event-public-key"),

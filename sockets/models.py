@@ -139,3 +139,32 @@ class EnergySample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.socket_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}: {self.power_w} W"
+
+
+class Resolution(models.TextChoices):
+    MINUTE = "minute"
+    HOUR = "hour"
+
+
+class EnergyRollup(models.Model):
+    """Samples older than the retention, folded into one row per socket and minute (or hour): kept for good."""
+
+    socket = models.ForeignKey(Socket, on_delete=models.PROTECT, related_name="rollups")
+    resolution = models.CharField(max_length=8, choices=Resolution.choices)
+    bucket_start = models.DateTimeField()
+    samples = models.PositiveIntegerField(help_text="Raw samples folded in.")
+    min_w = models.FloatField()
+    max_w = models.FloatField()
+    mean_w = models.FloatField()
+    max_current_a = models.FloatField()
+    energy_wh = models.FloatField(help_text="The energy counter's increase over the bucket (resets counted from zero).")
+    # The bucket's newest sample: where the next bucket's first increase is counted from.
+    last_at = models.DateTimeField()
+    last_total_kwh = models.FloatField()
+
+    class Meta:
+        ordering = ["bucket_start"]
+        constraints = [models.UniqueConstraint(fields=["socket", "resolution", "bucket_start"], name="rollup_bucket_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.socket_id} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}: {self.mean_w:.1f} W"

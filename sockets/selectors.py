@@ -1,12 +1,15 @@
 """Reads of sockets and their history."""
-from datetime import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from .drivers import DRIVERS
 from .exceptions import SocketNotFound
-from .models import EnergySample, PowerPeriod, Socket
+from .models import EnergyRollup, EnergySample, PowerPeriod, Resolution, Socket
 
 
 def socket_get(*, name: str | None = None) -> Socket:
@@ -57,6 +60,61 @@ def energy_sample_list(*, socket: Socket | None = None, since: datetime | None =
     if until is not None:
         samples = samples.filter(taken_at__lte=until)
     return samples
+
+
+def retention_cutoff(*, now: datetime | None = None) -> datetime:
+    """Samples taken before this are rolled up (and no longer kept raw)."""
+    return (now or timezone.now()) - timedelta(days=settings.SMARTSOCKET_SAMPLE_RETENTION_DAYS)
+
+
+def energy_rollup_list(*, socket: Socket, resolution: str = Resolution.MINUTE, since: datetime | None = None,
+                       until: datetime | None = None) -> QuerySet[EnergyRollup]:
+    """Rollups (samples older than the retention, folded per minute or hour) whose bucket meets [since, until], oldest first."""
+    rollups = EnergyRollup.objects.filter(socket=socket, resolution=resolution).order_by("bucket_start")
+    if since is not None:
+        span = timedelta(minutes=1) if resolution == Resolution.MINUTE else timedelta(hours=1)
+        rollups = rollups.filter(bucket_start__gt=since - span)
+    if until is not None:
+        rollups = rollups.filter(bucket_start__lte=until)
+    return rollups
+
+
+@dataclass(frozen=True)
+class MeterPoint:
+    """One point of a socket's power history: a raw sample, or a rollup bucket (older than the retention)."""
+
+    at: datetime
+    min_w: float
+    max_w: float
+    mean_w: float
+    samples: int
+    energy_wh: float  # the counter's increase since the point before (resets counted from zero)
+
+
+def meter_points(*, socket: Socket, since: datetime, until: datetime, resolution: str = Resolution.MINUTE) -> Iterator[MeterPoint]:
+    """The socket's power history over [since, until] in flat memory: the rollups where raw samples are gone,
+    then the raw samples; the first raw sample's increase is counted from the last rolled-up reading."""
+    last_total = None
+    for bucket in energy_rollup_list(socket=socket, resolution=resolution, since=since, until=until).iterator(chunk_size=2000):
+        last_total = bucket.last_total_kwh
+        yield MeterPoint(at=bucket.bucket_start, min_w=bucket.min_w, max_w=bucket.max_w, mean_w=bucket.mean_w, samples=bucket.samples,
+                         energy_wh=bucket.energy_wh)
+    readings = energy_sample_list(socket=socket, since=since, until=until).values_list("taken_at", "power_w", "total_kwh")
+    for taken_at, watts, total in readings.iterator(chunk_size=5000):
+        increase = 0.0 if last_total is None else (total if total < last_total else total - last_total) * 1000
+        last_total = total
+        yield MeterPoint(at=taken_at, min_w=watts, max_w=watts, mean_w=watts, samples=1, energy_wh=increase)
+
+
+def meter_span(*, socket: Socket) -> tuple[datetime, datetime] | None:
+    """When the socket's first and latest readings were taken, raw or rolled up (None: no reading yet)."""
+    samples = EnergySample.objects.filter(socket=socket)
+    rollups = EnergyRollup.objects.filter(socket=socket, resolution=Resolution.MINUTE)
+    first = [at for at in (rollups.order_by("bucket_start").values_list("bucket_start", flat=True).first(),
+                           samples.order_by("taken_at").values_list("taken_at", flat=True).first()) if at]
+    latest = [at for at in (rollups.order_by("-bucket_start").values_list("last_at", flat=True).first(),
+                            samples.order_by("-taken_at").values_list("taken_at", flat=True).first()) if at]
+    return (min(first), max(latest)) if first else None
 
 
 def energy_sample_latest(*, socket: Socket) -> EnergySample | None:

@@ -1,4 +1,4 @@
-"""Celery tasks of the device side (thin): reconcile sockets whose relay is not where it must be."""
+"""Celery tasks of the device side (thin): reconcile sockets whose relay is not where it must be; sample retention."""
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
@@ -6,6 +6,7 @@ from django.utils import timezone
 from .models import PowerState
 from .selectors import socket_list_to_reconcile
 from .services import socket_reconcile
+from .services.retention import samples_roll_up
 
 # A fan-out message not picked up by then is dropped: the next sweep sends a fresh one,
 # so a saturated worker does not pile up copies of the same work.
@@ -29,3 +30,9 @@ def reconcile_sockets() -> int:
 def reconcile_socket(socket_id: int) -> str:
     """Drive one socket's device to its desired power (retried with backoff by the sweep)."""
     return socket_reconcile(socket_id=socket_id).action
+
+
+@shared_task
+def roll_up_samples() -> int:
+    """Beat: fold samples older than the retention into rollups and delete them (bounded per run; the next run goes on)."""
+    return samples_roll_up(max_samples=settings.SMARTSOCKET_ROLLUP_MAX_SAMPLES).samples

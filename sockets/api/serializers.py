@@ -1,7 +1,7 @@
 """Shapes of the socket API."""
 from rest_framework import serializers
 
-from ..models import EnergySample, PowerPeriod, Socket
+from ..models import EnergyRollup, EnergySample, PowerPeriod, Resolution, Socket
 from ..selectors import socket_failsafe_state
 
 
@@ -66,4 +66,26 @@ class EnergySampleSerializer(serializers.ModelSerializer):
     class Meta:
         model = EnergySample
         fields = ["takenAt", "isOn", "powerW", "voltageV", "currentA", "todayKwh", "totalKwh"]
+        read_only_fields = fields
+
+
+class RollupInputSerializer(serializers.Serializer):
+    resolution = serializers.ChoiceField(choices=Resolution.values, required=False, default=Resolution.MINUTE)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class EnergyRollupSerializer(serializers.ModelSerializer):
+    resolution = serializers.CharField()
+    bucketStart = serializers.DateTimeField(source="bucket_start")
+    samples = serializers.IntegerField(help_text="Raw samples folded into this bucket.")
+    minW = serializers.FloatField(source="min_w")
+    maxW = serializers.FloatField(source="max_w")
+    meanW = serializers.FloatField(source="mean_w")
+    maxCurrentA = serializers.FloatField(source="max_current_a")
+    energyWh = serializers.FloatField(source="energy_wh", help_text="The energy counter's increase over the bucket.")
+
+    class Meta:
+        model = EnergyRollup
+        fields = ["resolution", "bucketStart", "samples", "minW", "maxW", "meanW", "maxCurrentA", "energyWh"]
         read_only_fields = fields

@@ -1,4 +1,4 @@
-"""Read-only socket views: the sockets, their power periods and samples."""
+"""Read-only socket views: the sockets, their power periods, samples and rollups."""
 from django.db.models import Count, Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
@@ -7,8 +7,8 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..selectors import energy_sample_list, power_period_list, socket_get, socket_list
-from .serializers import EnergySampleSerializer, PowerPeriodSerializer, SocketSerializer
+from ..selectors import energy_rollup_list, energy_sample_list, power_period_list, socket_get, socket_list
+from .serializers import EnergyRollupSerializer, EnergySampleSerializer, PowerPeriodSerializer, RollupInputSerializer, SocketSerializer
 
 
 class HistoryPagination(LimitOffsetPagination):
@@ -43,3 +43,13 @@ class SocketViewSet(viewsets.ReadOnlyModelViewSet):
     def samples(self, request: Request, name: str) -> Response:
         page = self.paginate_queryset(energy_sample_list(socket=socket_get(name=name)).order_by("-taken_at", "-pk"))
         return self.get_paginated_response(EnergySampleSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[RollupInputSerializer], responses=EnergyRollupSerializer(many=True))
+    @action(detail=True)
+    def rollups(self, request: Request, name: str) -> Response:
+        """Samples older than the retention, folded per minute or hour (oldest first)."""
+        args = RollupInputSerializer(data=request.query_params)
+        args.is_valid(raise_exception=True)
+        rollups = energy_rollup_list(socket=socket_get(name=name), **args.validated_data)
+        page = self.paginate_queryset(rollups)
+        return self.get_paginated_response(EnergyRollupSerializer(page, many=True).data)

@@ -5,7 +5,6 @@ import pytest
 
 from instances.models import Instance, StopReason
 from sockets.models import PowerPeriod, PowerState, Socket
-from sockets.selectors import socket_get
 from sockets.services import socket_create
 from sockets.simulator import SimulatorServer
 

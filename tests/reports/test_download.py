@@ -6,7 +6,6 @@ import json
 import pytest
 
 from instances.selectors import instance_meter
-from sockets.models import EnergySample
 from tests.admin.history import at, make_history
 
 pytestmark = pytest.mark.django_db
