@@ -1,4 +1,5 @@
-"""32 clients against 4 gunicorn workers on PostgreSQL: every plug is ON whenever someone holds it, once per period."""
+"""32 clients against 4 gunicorn workers on PostgreSQL: every plug is ON whenever someone holds it, once per period,
+and the ledger the concurrent writers sealed is one unbroken chain."""
 import random
 import threading
 import time
@@ -7,6 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from audit.ledger import ledger_head, ledger_verify
+from audit.models import Event, EventKind
 from instances.models import Instance
 from sockets.models import PowerPeriod
 
@@ -94,6 +97,19 @@ def assert_plug_history(name: str, plug, record: Record) -> None:
     assert plug.power_on_commands == plug.power_off_commands == len(periods)
 
 
+def assert_one_unbroken_chain() -> None:
+    """Every start, ending and switch of the run is an event, chained 1 … N without a fork or a gap."""
+    head = ledger_head()
+    seqs = list(Event.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, head.seq + 1)), "one chain: no seq twice, none missing"
+    verification = ledger_verify()
+    assert verification.valid and verification.events == head.seq, verification.reason
+    assert Event.objects.filter(kind=EventKind.INSTANCE_START).count() == THREADS * ROUNDS
+    ended = Event.objects.filter(kind__in=[EventKind.INSTANCE_STOP, EventKind.INSTANCE_DELETE]).count()
+    assert ended == THREADS * ROUNDS
+    assert Event.objects.filter(kind=EventKind.POWER_ON).count() == Event.objects.filter(kind=EventKind.POWER_OFF).count() == PowerPeriod.objects.count()
+
+
 @pytest.mark.timeout(240)
 def test_32_clients_on_one_socket(postgres, web, socket, plug):
     record = hammer(web, ["default"])
@@ -103,6 +119,7 @@ def test_32_clients_on_one_socket(postgres, web, socket, plug):
     assert_plug_history("default", plug, record)
     assert not Instance.objects.filter(stopped_at=None).exists()
     assert len(record.held["default"]) > PowerPeriod.objects.count()  # holders really overlapped
+    assert_one_unbroken_chain()
 
 
 @pytest.mark.timeout(240)
@@ -115,3 +132,4 @@ def test_32_clients_on_three_sockets(postgres, web, plugs):
         assert record.held.get(name), f"no client used {name}"
         assert_plug_history(name, plug, record)
     assert not Instance.objects.filter(stopped_at=None).exists()
+    assert_one_unbroken_chain()
