@@ -43,7 +43,7 @@ def who_link(by: str) -> str:
 class SocketAuditAdmin(SocketAdmin):
     """Sockets with their holders: running count, emergency stop and recover, the power chart."""
 
-    actions = ["emergency_stop_selected", "recover_selected", "set_off_after_power_loss", "export_csv"]
+    actions = ["emergency_stop_selected", "recover_selected", "test_connection", "set_off_after_power_loss", "export_csv"]
     list_display = ("name", "observed_power", "running", "is_emergency_stopped", "is_online", "last_seen_at", "driver",
                     "address", "history")
     readonly_fields = (*SocketAdmin.readonly_fields, "history")

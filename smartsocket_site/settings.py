@@ -198,6 +198,9 @@ SMARTSOCKET_DEFAULT_SOCKET_ADDRESS = env_str(
 )
 SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNAME", "")
 SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
+SMARTSOCKET_DEFAULT_SOCKET_CHANNEL = int(env_float("SMARTSOCKET_DEFAULT_SOCKET_CHANNEL", 1))
+if not 1 <= SMARTSOCKET_DEFAULT_SOCKET_CHANNEL <= 32:
+    raise ImproperlyConfigured("SMARTSOCKET_DEFAULT_SOCKET_CHANNEL: a relay number from 1 to 32")
 # Ceiling (seconds) for holders of the default socket without an emergencyStopTimeout; empty = none.
 SMARTSOCKET_DEFAULT_SOCKET_MAX_ON = env_float("SMARTSOCKET_DEFAULT_SOCKET_MAX_ON", 0.0) or None
 # The on-device failsafe (README "Safety"): the plug's own off-timer ends this long after the

@@ -19,11 +19,11 @@ from django.utils.html import format_html
 
 from audit.actors import actor_of
 
-from .drivers import DRIVERS
+from .drivers import DRIVERS, DeviceError
 from .exceptions import SmartSocketError
 from .models import EnergySample, PowerPeriod, Socket
-from .selectors import socket_failsafe_state
-from .services import socket_create, socket_set_off_after_power_loss, socket_update
+from .selectors import socket_capabilities, socket_failsafe_state
+from .services import device_error_kind, socket_create, socket_set_off_after_power_loss, socket_test_connection, socket_update
 
 
 class _Echo:
@@ -118,6 +118,8 @@ class SocketForm(forms.ModelForm):
         help_text="Leave blank to keep the stored password.",
     )
     clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    channel = forms.IntegerField(required=False, min_value=1, max_value=32, initial=1,
+                                 help_text="Relay number on the device, from 1 (a power strip or a Shelly Pro 4PM is one socket per relay); empty = 1.")
     sample_interval_on = forms.FloatField(
         required=False, min_value=0.5, max_value=86400, help_text="Seconds between samples while ON; empty = SMARTSOCKET_SAMPLE_INTERVAL_ON.",
     )
@@ -131,7 +133,8 @@ class SocketForm(forms.ModelForm):
 
     class Meta:
         model = Socket
-        fields = ["name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe", "max_on_seconds"]
+        fields = ["name", "driver", "address", "channel", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe",
+                  "max_on_seconds"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -140,6 +143,10 @@ class SocketForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        data["channel"] = data.get("channel") or 1
+        same_relay = Socket.objects.filter(address=data.get("address"), channel=data.get("channel")).exclude(pk=self.instance.pk).first()
+        if same_relay is not None:  # two sockets on one relay would switch each other's holders off
+            raise forms.ValidationError(f"Socket {same_relay.name!r} already drives relay {data.get('channel')} of {data.get('address')}.")
         if data.get("clear_password"):
             data["password"] = ""
         elif not data.get("password"):
@@ -149,20 +156,20 @@ class SocketForm(forms.ModelForm):
 
 class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
     form = SocketForm
-    actions = ["set_off_after_power_loss", "export_csv"]
+    actions = ["test_connection", "set_off_after_power_loss", "export_csv"]
     csv_fields = ("name", "driver", "address", "observed_power", "is_online", "last_seen_at", "is_emergency_stopped",
                   "emergency_stopped_at", "emergency_stopped_by", "last_error")
-    list_display = ("name", "driver", "address", "observed_power", "is_online", "last_seen_at", "is_emergency_stopped", "last_error")
+    list_display = ("name", "driver", "address", "channel", "observed_power", "is_online", "last_seen_at", "is_emergency_stopped", "last_error")
     list_filter = ("observed_power", "is_online", "is_emergency_stopped", "driver")
     search_fields = ("name", "address", "device_name")
     state_fields = (
         "observed_power", "is_online", "last_seen_at", "last_error", "device_name", "desired_power", "desired_by",
         "desired_cause", "is_emergency_stopped", "emergency_stopped_at", "emergency_stopped_by", "created_at",
-        "failsafe_state", "after_power_loss", "after_power_loss_checked_at",
+        "failsafe_state", "after_power_loss", "after_power_loss_checked_at", "capabilities",
     )
     readonly_fields = state_fields
     fieldsets = (
-        ("Configuration", {"fields": ("name", "driver", "address", "username", "password", "clear_password")}),
+        ("Configuration", {"fields": ("name", "driver", "address", "channel", "username", "password", "clear_password")}),
         ("Monitoring", {"fields": ("sample_interval_on", "sample_interval_off")}),
         ("Failsafe", {"fields": ("failsafe", "max_on_seconds")}),
         ("State (changed by the service only)", {"fields": state_fields}),
@@ -174,6 +181,31 @@ class SocketAdmin(CsvExportMixin, admin.ModelAdmin):
         if not state["supported"]:
             return "not armed by the service (" + ("turned off" if state["reason"] else "the driver has no timer") + ")"
         return f"armed, ends {state['expiresAt']:%Y-%m-%d %H:%M:%S} UTC" if state["armed"] else "not armed (OFF, or a holder without deadline)"
+
+    @admin.display(description="driver capabilities")
+    def capabilities(self, socket: Socket) -> str:
+        names = {"failsafeTimer": "on-device failsafe timer", "push": "push of changes", "perChannelEnergy": "per-channel energy",
+                 "deviceInfo": "device info"}
+        declared = socket_capabilities(socket=socket)
+        has = [names[key] for key, value in declared.items() if value]
+        lacks = [names[key] for key, value in declared.items() if not value]
+        text = ", ".join(has) or "none"
+        if lacks:
+            text += f"; not: {', '.join(lacks)}"
+        if not declared.get("perChannelEnergy"):
+            text += " (energy readings are the whole device's)"
+        return text
+
+    @admin.action(description="Test connection: read device info and relay state", permissions=["view"])
+    def test_connection(self, request, queryset) -> None:
+        for socket in queryset:
+            try:
+                test = socket_test_connection(socket=socket)
+            except DeviceError as exc:
+                self.message_user(request, f"{socket}: {device_error_kind(exc)}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{socket}: {test.info.name} (firmware {test.info.firmware}, {test.info.hostname}, MAC {test.info.mac}); "
+                                           f"relay {socket.channel} is {'ON' if test.on else 'OFF'} ({test.seconds * 1000:.0f} ms)", messages.SUCCESS)
 
     @admin.action(description="Make the plug stay OFF after a power loss (PowerOnState 0)", permissions=["change"])
     def set_off_after_power_loss(self, request, queryset) -> None:

@@ -1,4 +1,5 @@
 """Devices and their history: Socket, PowerPeriod, EnergySample."""
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -29,6 +30,9 @@ class Socket(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     driver = models.CharField(max_length=32, default="tasmota_http")
     address = models.CharField(max_length=255, help_text="Base URL or host of the device.")
+    channel = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(32)],
+        help_text="Relay number on the device, from 1: a power strip or a multi-switch Shelly is one socket per relay.")
     username = models.CharField(max_length=64, blank=True)
     password = models.CharField(max_length=128, blank=True)
     device_name = models.CharField(max_length=128, blank=True)

@@ -30,6 +30,12 @@ def socket_failsafe_state(*, socket: Socket) -> dict:
             "expiresAt": socket.failsafe_expires_at, "reason": reason}
 
 
+def socket_capabilities(*, socket: Socket) -> dict:
+    """What the socket's driver declares it can do (failsafe timer, push, per-channel energy, device info)."""
+    driver = DRIVERS.get(socket.driver)
+    return driver.capabilities.as_json() if driver is not None else {}
+
+
 def socket_list() -> QuerySet[Socket]:
     return Socket.objects.order_by("name")
 

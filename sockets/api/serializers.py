@@ -2,7 +2,7 @@
 from rest_framework import serializers
 
 from ..models import EnergyRollup, EnergySample, PowerPeriod, Resolution, Socket
-from ..selectors import socket_failsafe_state
+from ..selectors import socket_capabilities, socket_failsafe_state
 
 
 class FailsafeSerializer(serializers.Serializer):
@@ -24,15 +24,20 @@ class SocketSerializer(serializers.ModelSerializer):
     failsafe = serializers.SerializerMethodField(help_text="The plug's own off-timer: {supported, armed, expiresAt}.")
     maxOnSeconds = serializers.FloatField(source="max_on_seconds", allow_null=True, help_text="Ceiling for holders without a deadline.")
     afterPowerLoss = serializers.CharField(source="after_power_loss", help_text="What the relay does when the mains come back: on, off, last (as it was), unknown.")
+    capabilities = serializers.SerializerMethodField(
+        help_text="What the driver can do: {failsafeTimer, push, perChannelEnergy, deviceInfo}. perChannelEnergy false: the readings are the whole device's.")
 
     class Meta:
         model = Socket
         fields = [
-            "name", "driver", "address", "deviceName", "observedPower", "desiredPower", "isOnline", "lastSeenAt",
+            "name", "driver", "address", "channel", "deviceName", "observedPower", "desiredPower", "isOnline", "lastSeenAt",
             "lastError", "isEmergencyStopped", "emergencyStoppedAt", "runningInstances", "failsafe", "maxOnSeconds", "afterPowerLoss",
+            "capabilities",
         ]
         read_only_fields = fields
 
+    def get_capabilities(self, socket: Socket) -> dict[str, bool]:
+        return socket_capabilities(socket=socket)
 
     def get_failsafe(self, socket: Socket) -> FailsafeSerializer:
         state = socket_failsafe_state(socket=socket)

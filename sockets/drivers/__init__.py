@@ -1,19 +1,22 @@
 """Plug drivers, picked by a socket's `driver` field."""
 from django.conf import settings
 
-from .base import DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading, SocketDriver
+from .base import (
+    DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading, SocketDriver,
+)
+from .shelly_rpc import ShellyRpcDriver
 from .tasmota_http import TasmotaHttpDriver
 
-DRIVERS = {"tasmota_http": TasmotaHttpDriver}
+DRIVERS = {"tasmota_http": TasmotaHttpDriver, "shelly_rpc": ShellyRpcDriver}
 
 __all__ = [
-    "DRIVERS", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError",
-    "DeviceTimeout", "DeviceUnreachable", "EnergyReading", "SocketDriver", "TasmotaHttpDriver", "get_driver",
+    "DRIVERS", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError", "DeviceTimeout", "DeviceUnreachable",
+    "DriverCapabilities", "EnergyReading", "ShellyRpcDriver", "SocketDriver", "TasmotaHttpDriver", "get_driver",
 ]
 
 
-def get_driver(*, driver: str, address: str, username: str = "", password: str = "", quick: bool = False) -> SocketDriver:
-    """Build the driver named `driver` for one device, with the configured timeouts (`quick`: at most 1 s each, for probes)."""
+def get_driver(*, driver: str, address: str, channel: int = 1, username: str = "", password: str = "", quick: bool = False) -> SocketDriver:
+    """Build the driver named `driver` for one relay of one device, with the configured timeouts (`quick`: at most 1 s each, for probes)."""
     try:
         cls = DRIVERS[driver]
     except KeyError:
@@ -21,4 +24,4 @@ def get_driver(*, driver: str, address: str, username: str = "", password: str =
     timeout = (settings.SMARTSOCKET_DEVICE_CONNECT_TIMEOUT, settings.SMARTSOCKET_DEVICE_READ_TIMEOUT)
     if quick:
         timeout = (min(timeout[0], 1.0), min(timeout[1], 1.0))
-    return cls(address=address, username=username, password=password, timeout=timeout)
+    return cls(address=address, channel=channel, username=username, password=password, timeout=timeout)

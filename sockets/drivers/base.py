@@ -47,10 +47,24 @@ class DeviceInfo:
     mac: str
 
 
+@dataclass(frozen=True)
+class DriverCapabilities:
+    """What a driver can do, declared by it: the service asks rather than assumes (DESIGN §7)."""
+
+    failsafe_timer: bool  # an on-device off-timer the service arms (Tasmota PulseTime, Shelly toggle_after)
+    push: bool  # the device tells the service of a change at once (else: polling only)
+    per_channel_energy: bool  # each relay has its own meter (else: one meter for the whole device)
+    device_info: bool  # the device says what it is (model, firmware, MAC)
+
+    def as_json(self) -> dict:
+        return {"failsafeTimer": self.failsafe_timer, "push": self.push, "perChannelEnergy": self.per_channel_energy, "deviceInfo": self.device_info}
+
+
 class SocketDriver(Protocol):
-    """What every plug driver offers; each method raises DeviceError on any fault."""
+    """What every plug driver offers, for one relay (`channel`, from 1) of one device; each method raises DeviceError on any fault."""
 
     failsafe_max_seconds: float  # the longest on-device off-timer (0: the device has none)
+    capabilities: DriverCapabilities
 
     def get_power(self) -> bool: ...
 

@@ -5,7 +5,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading
+from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading
 
 # One pooled session per process. Only connection failures are retried (once): a retry
 # after a read timeout would double the time a dead plug holds the socket lock.
@@ -35,19 +35,23 @@ AFTER_POWER_LOSS = {0: "off", 1: "on", 2: "on", 3: "last", 4: "on", 5: "on"}
 
 
 class TasmotaHttpDriver:
-    """Drives one Tasmota plug through its HTTP command API."""
+    """Drives one relay (`channel` n: `Power<n>`, `PulseTime<n>`) of a Tasmota plug or strip through its HTTP command API."""
 
-    # The on-device failsafe: PulseTime, the longest countdown it can hold.
+    # The on-device failsafe: PulseTime<n>, the longest countdown it can hold.
     failsafe_max_seconds = PULSE_TIME_MAX_SECONDS
+    # One meter per device on most Tasmota plugs and strips; readings given per relay (arrays) are taken for the channel.
+    capabilities = DriverCapabilities(failsafe_timer=True, push=False, per_channel_energy=False, device_info=True)
 
-    def __init__(self, *, address: str, username: str = "", password: str = "", timeout: tuple[float, float] = (2.0, 3.0)):
+    def __init__(self, *, address: str, channel: int = 1, username: str = "", password: str = "", timeout: tuple[float, float] = (2.0, 3.0)):
         self.address = address.rstrip("/") if "://" in address else f"http://{address.rstrip('/')}"
+        self.channel = channel
+        self.index = "" if channel == 1 else str(channel)  # `Power` is `Power1`: channel 1 keeps the plain form
         self.auth = (username or "admin", password) if password else None
         self.timeout = timeout
 
     def get_power(self) -> bool:
         """Read the relay state."""
-        return _parse_power(self._command("Power"))
+        return self._parse_power(self._command(f"Power{self.index}"))
 
     def set_power(self, on: bool, off_after: float | None = None) -> bool:
         """Switch the relay and return the state the device reports.
@@ -58,22 +62,22 @@ class TasmotaHttpDriver:
         """
         if on and off_after is not None:
             self.arm_off_timer(off_after)
-        return _parse_power(self._command("Power On" if on else "Power Off"))
+        return self._parse_power(self._command(f"Power{self.index} {'On' if on else 'Off'}"))
 
     def arm_off_timer(self, seconds: float) -> float:
         """Set PulseTime so the relay switches itself off `seconds` from now (0: no timer); the seconds armed."""
         value = pulse_time_value(seconds) if seconds > 0 else 0
-        answer = self._command(f"PulseTime {value}")
-        block = answer.get("PulseTime1", answer.get("PulseTime"))
+        answer = self._command(f"PulseTime{self.index} {value}")
+        block = answer.get(f"PulseTime{self.channel}", answer.get("PulseTime"))
         if not isinstance(block, dict) or _first(block.get("Set")) != value:
             raise DeviceProtocolError(f"{self.address}: PulseTime {value} not taken: {str(answer)[:200]}")
         return pulse_time_seconds(value) if value else 0.0
 
     def read_off_timer(self) -> float:
         """Seconds left on the PulseTime countdown (0: not counting). A read: nothing is saved on the device."""
-        answer = self._command("PulseTime1")
+        answer = self._command(f"PulseTime{self.channel}")
         try:
-            return pulse_time_seconds(int(_first(answer["PulseTime1"]["Remaining"])))
+            return pulse_time_seconds(int(_first(answer[f"PulseTime{self.channel}"]["Remaining"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise DeviceProtocolError(f"{self.address}: unexpected PulseTime answer: {str(answer)[:200]}") from exc
 
@@ -92,12 +96,12 @@ class TasmotaHttpDriver:
 
     def read_energy(self) -> EnergyReading:
         """Read the energy meter (`Status 10`)."""
-        return _parse_energy(self._command("Status 10"))
+        return _parse_energy(self._command("Status 10"), channel=self.channel)
 
     def read_state(self) -> tuple[bool, EnergyReading]:
         """Read relay and meter in one request (`Status 0`: StatusSTS.POWER and StatusSNS.ENERGY)."""
         answer = self._command("Status 0")
-        return _parse_power(answer.get("StatusSTS") if isinstance(answer.get("StatusSTS"), dict) else {}), _parse_energy(answer)
+        return self._parse_power(answer.get("StatusSTS") if isinstance(answer.get("StatusSTS"), dict) else {}), _parse_energy(answer, channel=self.channel)
 
     def device_info(self) -> DeviceInfo:
         """Read name, firmware and network identity (`Status 0`)."""
@@ -149,30 +153,37 @@ class TasmotaHttpDriver:
             raise DeviceProtocolError(f"{self.address}: command {cmnd!r} rejected")
         return answer
 
-
-def _parse_power(answer: dict) -> bool:
-    value = answer.get("POWER", answer.get("POWER1"))
-    if value not in ("ON", "OFF"):
-        raise DeviceProtocolError(f"no POWER in answer: {str(answer)[:200]}")
-    return value == "ON"
+    def _parse_power(self, answer: dict) -> bool:
+        """This channel's state: `POWER<n>` on a device with several relays, `POWER` (or `POWER1`) on a one-relay device."""
+        value = answer.get(f"POWER{self.channel}")
+        if value is None and self.channel == 1:
+            value = answer.get("POWER")
+        if value not in ("ON", "OFF"):
+            raise DeviceProtocolError(f"{self.address}: no POWER{self.channel} in answer (a relay the device has?): {str(answer)[:200]}")
+        return value == "ON"
 
 
 def _first(value):
     return value[0] if isinstance(value, list) and value else value
 
 
-def _parse_energy(answer: dict) -> EnergyReading:
+def _parse_energy(answer: dict, *, channel: int = 1) -> EnergyReading:
+    """The meter reading; a value the firmware gives per relay (an array) is taken for `channel`."""
+    def value(energy: dict, key: str, default=None) -> float:
+        figure = energy[key] if default is None else energy.get(key, default)
+        return float(figure[channel - 1] if isinstance(figure, list) else figure)
+
     try:
         energy = answer["StatusSNS"]["ENERGY"]
         return EnergyReading(
-            power_w=float(energy["Power"]),
-            apparent_power_va=float(energy.get("ApparentPower", 0)),
-            reactive_power_var=float(energy.get("ReactivePower", 0)),
-            power_factor=float(energy.get("Factor", 0)),
-            voltage_v=float(energy["Voltage"]),
-            current_a=float(energy["Current"]),
-            today_kwh=float(energy["Today"]),
-            total_kwh=float(energy["Total"]),
+            power_w=value(energy, "Power"),
+            apparent_power_va=value(energy, "ApparentPower", 0),
+            reactive_power_var=value(energy, "ReactivePower", 0),
+            power_factor=value(energy, "Factor", 0),
+            voltage_v=value(energy, "Voltage"),
+            current_a=value(energy, "Current"),
+            today_kwh=value(energy, "Today"),
+            total_kwh=value(energy, "Total"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise DeviceProtocolError(f"unexpected energy answer: {str(answer)[:200]}") from exc

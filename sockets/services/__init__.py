@@ -1,10 +1,13 @@
 """Every state change of a socket, re-exported from the modules that hold them."""
-from .config import SOCKET_CONFIG_FIELDS, socket_create, socket_ensure_default, socket_set_off_after_power_loss, socket_update
+from .config import (
+    SOCKET_CONFIG_FIELDS, ConnectionTest, socket_create, socket_ensure_default, socket_set_off_after_power_loss, socket_test_connection, socket_update,
+)
 from .power import (
     DeviceFailure,
     OffRelay,
     RelayState,
     device_call_bound,
+    device_error_kind,
     power_period_close,
     power_period_open,
     recording_device_faults,
@@ -34,12 +37,14 @@ from .sampling import SocketPoll, energy_sample_record, socket_check_relay, sock
 
 __all__ = [
     "SOCKET_CONFIG_FIELDS",
+    "ConnectionTest",
     "DeviceFailure",
     "OffRelay",
     "ReconcileResult",
     "RelayState",
     "SocketPoll",
     "device_call_bound",
+    "device_error_kind",
     "energy_sample_record",
     "power_period_close",
     "power_period_open",
@@ -72,5 +77,6 @@ __all__ = [
     "socket_set_failsafe_target",
     "socket_set_off_after_power_loss",
     "socket_take_on",
+    "socket_test_connection",
     "socket_update",
 ]

@@ -1,5 +1,7 @@
 """Configuration of sockets: the default socket from the environment, create, edit."""
 import logging
+import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
@@ -8,7 +10,7 @@ from audit.actors import Actor
 from audit.ledger import ledger_atomic, ledger_record
 from audit.models import EventKind
 
-from ..drivers import DeviceError
+from ..drivers import DeviceError, DeviceInfo
 from ..exceptions import SocketDeviceError
 from ..models import Socket
 from .power import socket_arm_failsafe, socket_driver, socket_lock
@@ -16,8 +18,8 @@ from .power import socket_arm_failsafe, socket_driver, socket_lock
 logger = logging.getLogger(__name__)
 
 
-SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "username", "password", "sample_interval_on", "sample_interval_off", "failsafe",
-                        "max_on_seconds")
+SOCKET_CONFIG_FIELDS = ("name", "driver", "address", "channel", "username", "password", "sample_interval_on", "sample_interval_off",
+                        "failsafe", "max_on_seconds")
 SECRET_FIELDS = {"password"}
 REDACTED = "<redacted>"
 
@@ -27,6 +29,7 @@ def socket_ensure_default() -> Socket:
     config = {
         "driver": settings.SMARTSOCKET_DEFAULT_SOCKET_DRIVER,
         "address": settings.SMARTSOCKET_DEFAULT_SOCKET_ADDRESS,
+        "channel": settings.SMARTSOCKET_DEFAULT_SOCKET_CHANNEL,
         "username": settings.SMARTSOCKET_DEFAULT_SOCKET_USERNAME,
         "password": settings.SMARTSOCKET_DEFAULT_SOCKET_PASSWORD,
         "max_on_seconds": settings.SMARTSOCKET_DEFAULT_SOCKET_MAX_ON,
@@ -37,11 +40,11 @@ def socket_ensure_default() -> Socket:
     return socket_update(socket_id=socket.pk, source="environment", **config)
 
 
-def socket_create(*, name: str, address: str, driver: str = "tasmota_http", username: str = "", password: str = "",
+def socket_create(*, name: str, address: str, driver: str = "tasmota_http", channel: int = 1, username: str = "", password: str = "",
                   sample_interval_on: float | None = None, sample_interval_off: float | None = None, failsafe: bool = True,
                   max_on_seconds: float | None = None, actor: Actor | None = None, source: str = "") -> Socket:
     """Create a socket; recorded with its configuration (secrets redacted)."""
-    config = {"name": name, "address": address, "driver": driver, "username": username, "password": password,
+    config = {"name": name, "address": address, "driver": driver, "channel": channel, "username": username, "password": password,
               "sample_interval_on": sample_interval_on, "sample_interval_off": sample_interval_off, "failsafe": failsafe,
               "max_on_seconds": max_on_seconds}
     with ledger_atomic():
@@ -99,3 +102,21 @@ def socket_update(*, socket_id: int, actor: Actor | None = None, source: str = "
             except SocketDeviceError as exc:
                 logger.warning("%s: failsafe turned off, the timer on the plug not cleared yet (its next Power On clears it): %s", socket.name, exc)
     return socket
+
+
+@dataclass(frozen=True)
+class ConnectionTest:
+    info: DeviceInfo
+    on: bool
+    seconds: float
+
+
+def socket_test_connection(*, socket: Socket) -> ConnectionTest:
+    """Read the device's identity and this channel's relay, as a check before anyone relies on the socket.
+    Nothing is switched or recorded. Raises DeviceError with the precise fault (auth refused, timed out after
+    N s, refused, not the device the driver speaks to)."""
+    started = time.monotonic()
+    driver = socket_driver(socket=socket)
+    info = driver.device_info()
+    on = driver.get_power()
+    return ConnectionTest(info=info, on=on, seconds=time.monotonic() - started)

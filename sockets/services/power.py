@@ -41,7 +41,8 @@ def socket_lock(*, socket_id: int) -> Socket:
 
 def socket_driver(*, socket: Socket, quick: bool = False) -> SocketDriver:
     """The socket's driver; `quick`: timeouts of at most 1 s, for probes whose failure only means "try later"."""
-    return get_driver(driver=socket.driver, address=socket.address, username=socket.username, password=socket.password, quick=quick)
+    return get_driver(driver=socket.driver, address=socket.address, channel=socket.channel, username=socket.username, password=socket.password,
+                      quick=quick)
 
 
 def device_call_bound() -> timedelta:

@@ -1,0 +1,154 @@
+"""Shelly Gen2+ (`shelly_rpc`) against the project's Shelly simulator over real HTTP: the driver, the whole service
+on a Shelly socket, channels of a four-switch device, faults with their precise kind."""
+import threading
+import time
+
+import pytest
+
+from instances.models import Instance, StopReason
+from instances.tasks import monitor_socket
+from sockets.drivers import DeviceAuthError, DeviceProtocolError, DeviceTimeout, ShellyRpcDriver
+from sockets.models import EnergySample, PowerState, Socket
+from sockets.services import socket_create
+from sockets.shelly_simulator import ShellyServer, ShellySimulator
+
+PASSWORD = "s3cret-Pa55"
+
+
+@pytest.fixture
+def shelly():
+    with ShellyServer(ShellySimulator(switches=4, password=PASSWORD, app="Pro4PM")) as server:
+        yield server
+
+
+def driver(server, channel=1, password=PASSWORD, timeout=(0.5, 0.5)) -> ShellyRpcDriver:
+    return ShellyRpcDriver(address=server.url, channel=channel, password=password, timeout=timeout)
+
+
+def test_the_driver_switches_reads_and_arms_the_flip_back_timer(shelly):
+    plug = driver(shelly)
+    assert plug.device_info().hostname == shelly.device.device_id and plug.get_power() is False
+    assert plug.set_power(True, off_after=1.2) is True
+    assert shelly.device.is_on(0) and 0.5 < plug.read_off_timer() <= 2.0, "toggle_after, rounded up to whole seconds"
+    time.sleep(2.2)
+    assert not shelly.device.is_on(0) and plug.get_power() is False, "the device switched itself off: the failsafe"
+    assert plug.arm_off_timer(30) == 0.0 and not shelly.device.is_on(0), "arming never switches an OFF switch ON"
+    plug.set_power(True)
+    assert plug.arm_off_timer(30) == 30 and 28 < shelly.device.timer_remaining(0) <= 30
+    assert plug.arm_off_timer(0) == 0 and shelly.device.timer_remaining(0) == 0 and shelly.device.is_on(0), "0 clears it, still ON"
+
+
+def test_after_the_first_digest_challenge_a_call_is_one_round_trip(shelly):
+    for _ in range(3):
+        driver(shelly).get_power()  # a new driver per call, as the service builds them
+    assert shelly.device.challenges == 1 and shelly.device.calls == ["Switch.GetStatus"] * 3
+
+
+def test_energy_comes_in_kwh_from_the_switchs_own_watt_hours(shelly):
+    shelly.device.switches[1].load_w = 3600.0  # 1 Wh a second on switch 1 only
+    plug = driver(shelly, channel=2)
+    plug.set_power(True)
+    time.sleep(0.5)
+    on, reading = plug.read_state()
+    assert on and reading.power_w == 3600.0 and reading.voltage_v == pytest.approx(230.1)
+    assert 0.0003 < reading.total_kwh < 0.002, "Shelly counts Wh, the service kWh"
+    assert driver(shelly, channel=1).read_energy().total_kwh == 0, "each switch meters on its own"
+
+
+def test_faults_have_their_precise_kind(shelly):
+    with pytest.raises(DeviceAuthError, match="credentials refused"):
+        driver(shelly, password="wrong").get_power()
+    with pytest.raises(DeviceAuthError):
+        driver(shelly, password="").get_power()
+    with pytest.raises(DeviceProtocolError, match="not found"):
+        driver(shelly, channel=5).get_power()
+    shelly.device.hang = True
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeout, match="no answer within 0.5 s"):
+        driver(shelly).get_power()
+    assert time.monotonic() - started < 2
+
+
+def test_a_tasmota_plug_is_not_taken_for_a_shelly(simulator):
+    with pytest.raises(DeviceProtocolError, match="not a Shelly"):
+        ShellyRpcDriver(address=simulator.url, timeout=(0.5, 0.5)).get_power()
+
+
+@pytest.fixture
+def shelly_sockets(db, shelly) -> list[Socket]:
+    return [socket_create(name=f"bench-{n}", driver="shelly_rpc", address=shelly.url, channel=n, password=PASSWORD) for n in (1, 2, 3, 4)]
+
+
+@pytest.mark.django_db
+def test_the_service_runs_holders_on_a_shelly_with_its_own_failsafe(api, shelly, shelly_sockets):
+    started = api.post("/api/instance", {"socket": "bench-2", "emergencyStopTimeout": 30000}).json()
+    assert started["triggeredPowerOn"] and shelly.device.is_on(1) and not shelly.device.is_on(0)
+    assert 30 < shelly.device.timer_remaining(1) <= 36, "Switch.Set on:true with toggle_after: the deadline + the margin"
+    socket = api.get("/api/sockets/bench-2").json()
+    assert socket["channel"] == 2 and socket["failsafe"]["armed"] and socket["observedPower"] == "ON"
+    assert socket["capabilities"] == {"failsafeTimer": True, "push": False, "perChannelEnergy": True, "deviceInfo": True}
+
+    renewed = api.put(f"/api/instance/{started['instance']['id']}/renew", {"emergencyStopTimeout": 120000})
+    assert renewed.status_code == 200 and 120 < shelly.device.timer_remaining(1) <= 126, "a renewal moves the device's timer"
+    stopped = api.put(f"/api/instance/{started['instance']['id']}").json()
+    assert stopped["triggeredPowerOff"] and not shelly.device.is_on(1)
+    assert EnergySample.objects.filter(socket__name="bench-2").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channels_of_one_device_are_independent_sockets_even_at_once(api, shelly, shelly_sockets):
+    from rest_framework.test import APIClient
+
+    api.post("/api/instance", {"socket": "bench-1"})
+    answers = {}
+
+    def start(name):  # each thread its own client and database connection
+        answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in ("bench-2", "bench-3")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [shelly.device.is_on(n) for n in range(4)] == [True, True, True, False]
+    api.put(f"/api/instance/{answers['bench-2']['instance']['id']}")
+    assert [shelly.device.is_on(n) for n in range(4)] == [True, False, True, False], "switching channel 2 leaves 1, 3, 4 as they are"
+    assert Socket.objects.get(name="bench-3").observed_power == PowerState.ON and Instance.objects.filter(stopped_at=None).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_press_on_the_device_ends_the_holder_as_manual(api, shelly, shelly_sockets):
+    instance_id = api.post("/api/instance", {"socket": "bench-3"}).json()["instance"]["id"]
+    shelly.device.press_button(2)
+    Socket.objects.filter(name="bench-3").update(next_sample_at=None)
+    monitor_socket(Socket.objects.get(name="bench-3").pk)
+    instance = Instance.objects.get(pk=instance_id)
+    assert instance.stop_reason == StopReason.MANUAL and not shelly.device.is_on(2)
+
+
+@pytest.mark.django_db
+def test_a_wrong_password_fails_the_start_and_nothing_is_created(api, shelly, fast_device_timeouts):
+    socket_create(name="locked", driver="shelly_rpc", address=shelly.url, password="wrong")
+    answer = api.post("/api/instance", {"socket": "locked"})
+    assert answer.status_code == 500 and answer.json()["code"] == "socket_device_error" and "credentials refused" in answer.json()["message"]
+    assert not Instance.objects.exists() and not shelly.device.is_on(0)
+
+
+@pytest.mark.django_db
+def test_the_admin_tests_the_connection_and_names_the_fault(admin_client, shelly, shelly_sockets, fast_device_timeouts):
+    bad = socket_create(name="wrong-password", driver="shelly_rpc", address=shelly.url, channel=1, password="nope")
+    response = admin_client.post("/admin/sockets/socket/", {"action": "test_connection", "_selected_action": [shelly_sockets[1].pk, bad.pk]},
+                                 follow=True)
+    page = response.content.decode()
+    assert f"{shelly.device.device_id}" in page and "relay 2 is OFF" in page
+    assert "rong-password: auth:" in page and "credentials refused" in page
+    page = admin_client.get(f"/admin/sockets/socket/{shelly_sockets[1].pk}/change/").content.decode()
+    assert "on-device failsafe timer, per-channel energy, device info; not: push of changes" in page
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_second_socket_on_the_same_relay(admin_client, shelly, shelly_sockets):
+    response = admin_client.post("/admin/sockets/socket/add/", {
+        "name": "again", "driver": "shelly_rpc", "address": shelly.url, "channel": 2, "password": "", "_save": "Save"})
+    assert response.status_code == 200 and "already drives relay 2" in response.content.decode()
+    assert not Socket.objects.filter(name="again").exists()
