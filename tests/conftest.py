@@ -61,3 +61,18 @@ def eager_tasks():
         yield
     finally:
         app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def broker():
+    """A throw-away Mosquitto on 127.0.0.1 (skipped where Debian's `mosquitto` is missing; a failure under .ci/run)."""
+    from tests.broker import Mosquitto
+    from tests.processes import require_service
+
+    mosquitto = Mosquitto()
+    require_service("Mosquitto", mosquitto.binary is not None, "the `mosquitto` command is not installed (apt-get install mosquitto)")
+    mosquitto.start()
+    try:
+        yield mosquitto
+    finally:
+        mosquitto.stop()

@@ -27,6 +27,17 @@ def eventually(check, timeout: float, what: str):
     return result
 
 
+def require_service(what: str, available: bool, why: str) -> None:
+    """Skip with a clear reason when a server is missing; fail instead under .ci/run, which starts them."""
+    import pytest
+
+    if available:
+        return
+    if os.environ.get("SMARTSOCKET_REQUIRE_SERVICES") == "True":
+        pytest.fail(f"{what} is required here (SMARTSOCKET_REQUIRE_SERVICES=True) but {why}")
+    pytest.skip(f"needs {what}: {why} (.ci/run starts one)")
+
+
 def free_port() -> int:
     with pysocket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ fresh read of the relay.
 import logging
 from dataclasses import dataclass, field
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -115,8 +115,12 @@ def socket_watch(*, socket_id: int) -> str | None:
     return change
 
 
-def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
+def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None = None) -> tuple[str | None, list[str]]:
     """Re-read the relay under the socket lock and act on how it differs from the database.
+
+    `pushed`: the state the device published and when it arrived (the MQTT listener). Newer than
+    anything the database has seen of the device, it is taken as it is — an OFF→ON blip shorter
+    than a re-read is still two changes; older (a stale or repeated message), the relay is re-read.
 
     ON while the socket must be OFF → switched OFF again (recorded as a `<manual>` period
     when a hand switched it from a settled OFF). OFF by hand from a settled ON while held →
@@ -127,7 +131,10 @@ def socket_follow_relay(*, socket_id: int) -> tuple[str | None, list[str]]:
     """
     with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
-        on = socket_read_relay(socket=socket)
+        if pushed is not None and (socket.last_seen_at is None or pushed[1] > socket.last_seen_at):
+            on = pushed[0]
+        else:
+            on = socket_read_relay(socket=socket)
         if on is None:
             return None, []
         running = list(instance_list_running(socket=socket).select_related("socket"))

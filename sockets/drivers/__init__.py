@@ -5,13 +5,14 @@ from .base import (
     DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading, SocketDriver,
 )
 from .shelly_rpc import ShellyRpcDriver
+from .tasmota_mqtt import TasmotaMqttDriver
 from .tasmota_http import TasmotaHttpDriver
 
-DRIVERS = {"tasmota_http": TasmotaHttpDriver, "shelly_rpc": ShellyRpcDriver}
+DRIVERS = {"tasmota_http": TasmotaHttpDriver, "tasmota_mqtt": TasmotaMqttDriver, "shelly_rpc": ShellyRpcDriver}
 
 __all__ = [
     "DRIVERS", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError", "DeviceTimeout", "DeviceUnreachable",
-    "DriverCapabilities", "EnergyReading", "ShellyRpcDriver", "SocketDriver", "TasmotaHttpDriver", "get_driver",
+    "DriverCapabilities", "EnergyReading", "ShellyRpcDriver", "SocketDriver", "TasmotaHttpDriver", "TasmotaMqttDriver", "get_driver",
 ]
 
 

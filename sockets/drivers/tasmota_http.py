@@ -96,12 +96,12 @@ class TasmotaHttpDriver:
 
     def read_energy(self) -> EnergyReading:
         """Read the energy meter (`Status 10`)."""
-        return _parse_energy(self._command("Status 10"), channel=self.channel)
+        return parse_energy(self._command("Status 10"), channel=self.channel)
 
     def read_state(self) -> tuple[bool, EnergyReading]:
         """Read relay and meter in one request (`Status 0`: StatusSTS.POWER and StatusSNS.ENERGY)."""
         answer = self._command("Status 0")
-        return self._parse_power(answer.get("StatusSTS") if isinstance(answer.get("StatusSTS"), dict) else {}), _parse_energy(answer, channel=self.channel)
+        return self._parse_power(answer.get("StatusSTS") if isinstance(answer.get("StatusSTS"), dict) else {}), parse_energy(answer, channel=self.channel)
 
     def device_info(self) -> DeviceInfo:
         """Read name, firmware and network identity (`Status 0`)."""
@@ -167,7 +167,7 @@ def _first(value):
     return value[0] if isinstance(value, list) and value else value
 
 
-def _parse_energy(answer: dict, *, channel: int = 1) -> EnergyReading:
+def parse_energy(answer: dict, *, channel: int = 1) -> EnergyReading:
     """The meter reading; a value the firmware gives per relay (an array) is taken for `channel`."""
     def value(energy: dict, key: str, default=None) -> float:
         figure = energy[key] if default is None else energy.get(key, default)

@@ -140,6 +140,19 @@ def socket_record_reachability(*, socket: Socket, online: bool, error: str = "")
                       data={"error": error} if error else {})
 
 
+def socket_mark_offline(*, socket_id: int, error: str) -> bool:
+    """The device is known to be gone (its MQTT last will): offline, relay UNKNOWN, recorded once. True if it changed."""
+    with transaction.atomic():
+        socket = socket_lock(socket_id=socket_id)
+        if not socket.is_online and socket.observed_power == PowerState.UNKNOWN:
+            return False
+        socket_record_reachability(socket=socket, online=False, error=error)
+        socket.is_online, socket.observed_power, socket.last_error = False, PowerState.UNKNOWN, error[:255]
+        socket.save(update_fields=["is_online", "observed_power", "last_error"])
+    logger.warning("%s: offline: %s", socket.name, error)
+    return True
+
+
 def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     """The one relay command: record the target, switch, check the device's answer, mark it seen.
 

@@ -9,16 +9,7 @@ from sockets.services import socket_create
 from sockets.simulator import PlugSimulator, SimulatorServer
 from tests.background.receiver import CallbackReceiver
 from tests.background.stack import Stack
-from tests.processes import eventually, free_port, gunicorn, process_env  # noqa: F401 - eventually: for the tests here
-
-
-def require_service(what: str, available: bool, why: str) -> None:
-    """Skip with a clear reason when a server is missing; fail instead under .ci/run, which starts them."""
-    if available:
-        return
-    if os.environ.get("SMARTSOCKET_REQUIRE_SERVICES") == "True":
-        pytest.fail(f"{what} is required here (SMARTSOCKET_REQUIRE_SERVICES=True) but {why}")
-    pytest.skip(f"needs {what}: {why} (.ci/run starts one)")
+from tests.processes import eventually, free_port, gunicorn, process_env, require_service  # noqa: F401 - eventually: for the tests here
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,67 @@
+"""`manage.py listen`: the push listener — one long-running process beside web, workers and beat (DESIGN §7).
+
+Follows every Tasmota-over-MQTT socket (its POWER, SENSOR and LWT topics) and hands each message to
+the services monitoring uses, under the socket lock: a hand on the plug is recorded within a second,
+telemetry becomes samples, a last will marks the plug offline. Picks up sockets added or edited in the
+admin every --sync seconds; keeps no state, so several listeners or a restarted one never double-record.
+"""
+import logging
+import queue
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+from instances.services.push import socket_follow_last_will, socket_follow_push, socket_record_telemetry
+from sockets.push import MqttListener, Push
+
+logger = logging.getLogger("instances.listen")
+
+
+def handle_push(push: Push) -> None:
+    if push.kind == "power":
+        socket_follow_push(socket_id=push.socket_id, on=push.value, at=push.at)
+    elif push.kind == "reconnect":
+        socket_follow_push(socket_id=push.socket_id, on=None, at=push.at)
+    elif push.kind == "lwt":
+        socket_follow_last_will(socket_id=push.socket_id, online=push.value, at=push.at)
+    elif push.kind == "sensor":
+        socket_record_telemetry(socket_id=push.socket_id, reading=push.value, at=push.at)
+
+
+class Command(BaseCommand):
+    help = "Follow the plugs that push their changes (Tasmota over MQTT) and record each change when it happens."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sync", type=float, default=2.0, help="Seconds between re-reading which sockets to follow (default 2).")
+
+    def handle(self, *args, sync: float, **options):
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        listener = MqttListener()
+        followed = listener.sync()
+        self.stdout.write(f"listen: following {followed} MQTT sockets (re-read every {sync:g} s)")
+        self.stdout.flush()
+        next_sync = time.monotonic() + sync
+        try:
+            while not stop.is_set():
+                try:
+                    push = listener.events.get(timeout=0.2)
+                except queue.Empty:
+                    push = None
+                if push is not None:
+                    close_old_connections()
+                    try:
+                        handle_push(push)
+                    except Exception:  # one bad message or device must not stop the listener
+                        logger.exception("listen: %s of socket %s not handled", push.kind, push.socket_id)
+                if time.monotonic() >= next_sync:
+                    close_old_connections()
+                    listener.sync()
+                    next_sync = time.monotonic() + sync
+        finally:
+            listener.close()
+        self.stdout.write("listen: stopped")

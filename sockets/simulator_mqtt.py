@@ -1,0 +1,118 @@
+"""The plug simulator as a Tasmota device on an MQTT broker (docs/device-protocols.md §2, §6.2).
+
+Connects with its last will `tele/<topic>/LWT` = `Offline` (retained, QoS 1) and publishes `Online`
+(retained); takes commands on `cmnd/<topic>/<Command>` (payload = the argument, empty = query) and
+answers like the firmware: `stat/<topic>/RESULT` (`STATUS<n>` for `Status <n>`), plus the plain
+`stat/<topic>/POWER` after every power command and every switch from elsewhere (the button, the
+PulseTime countdown); `tele/<topic>/SENSOR` every TelePeriod. `vanish()` drops the connection
+without a DISCONNECT, so the broker publishes the will. The relay logic is PlugSimulator's.
+"""
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from .simulator import PlugSimulator, to_json
+
+
+class MqttPlug:
+    def __init__(self, *, plug: PlugSimulator | None = None, host: str = "127.0.0.1", port: int = 1883, topic: str = "tasmota_5C1A7E",
+                 teleperiod: float = 300.0):
+        self.plug = plug or PlugSimulator()
+        self.host, self.port, self.topic, self.teleperiod = host, port, topic, teleperiod
+        self.silent = False  # takes commands but never answers (a device that hangs)
+        self._published_power: bool | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._online = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sim-{topic}", clean_session=True)
+        self.client.will_set(f"tele/{topic}/LWT", "Offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name=f"mqtt-plug-{topic}")
+
+    def start(self) -> "MqttPlug":
+        """Connect, announce `Online` and the relay state, as the firmware does on (re)connect; returns once done."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self._online.wait(5):
+            raise TimeoutError(f"simulated plug {self.topic}: no connection to {self.host}:{self.port}")
+        self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        """A clean shutdown, as Tasmota's restart does: `Offline` published, then DISCONNECT (no will)."""
+        self._stop.set()
+        self.client.publish(f"tele/{self.topic}/LWT", "Offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def vanish(self) -> None:
+        """The plug loses its mains: the TCP connection just drops, the broker publishes the last will."""
+        self._stop.set()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+    def __enter__(self) -> "MqttPlug":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if not self._stop.is_set():
+            self.stop()
+
+    def press_button(self) -> bool:
+        """A hand on the plug: toggled, and published like any switch (by the watcher)."""
+        on = self.plug.press_button()
+        self._publish_power_if_changed()
+        return on
+
+    # -- the firmware's side --------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe(f"cmnd/{self.topic}/#", qos=0)
+        client.publish(f"tele/{self.topic}/LWT", "Online", qos=1, retain=True)
+        self._published_power = None  # the state again after every (re)connect
+        threading.Thread(target=self._announce, daemon=True).start()
+
+    def _announce(self) -> None:
+        self._publish_power_if_changed()
+        self._online.set()
+
+    def _on_message(self, client, userdata, message):
+        word = message.topic.rsplit("/", 1)[-1]
+        argument = message.payload.decode(errors="replace").strip()
+        cmnd = f"{word} {argument}".strip()
+        fault = self.plug.receive(cmnd)
+        if fault or self.silent:
+            return  # a timeout, a dropped answer: the service's wait runs out
+        answer = self.plug.execute(cmnd)
+        name = word.rstrip("0123456789").lower()
+        topic = f"stat/{self.topic}/STATUS{argument}" if name == "status" else f"stat/{self.topic}/RESULT"
+        with self._lock:
+            client.publish(topic, to_json(answer))
+            if name == "power":  # after every power command, as the firmware does
+                on = self.plug.is_on
+                client.publish(f"stat/{self.topic}/POWER", "ON" if on else "OFF")
+                self._published_power = on
+
+    def _publish_power_if_changed(self) -> None:
+        with self._lock:
+            on = self.plug.is_on
+            if on != self._published_power:
+                answer = {"POWER": "ON" if on else "OFF"}
+                self.client.publish(f"stat/{self.topic}/RESULT", json.dumps(answer))
+                self.client.publish(f"stat/{self.topic}/POWER", answer["POWER"])
+                self._published_power = on
+
+    def _watch(self) -> None:
+        """Switches from elsewhere (PulseTime running out) are published at once; SENSOR every TelePeriod."""
+        next_tele = time.monotonic() + self.teleperiod
+        while not self._stop.wait(0.02):
+            self._publish_power_if_changed()
+            if time.monotonic() >= next_tele:
+                next_tele = time.monotonic() + self.teleperiod
+                energy = self.plug.execute("Status 10").get("StatusSNS", {})
+                self.client.publish(f"tele/{self.topic}/SENSOR", to_json(energy))

@@ -1,0 +1,146 @@
+"""Tasmota over MQTT (`tasmota_mqtt`) through a real Mosquitto broker, against the simulator publishing like the firmware."""
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sockets.drivers import DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, TasmotaMqttDriver
+from sockets.drivers.tasmota_mqtt import parse_mqtt_address
+from sockets.simulator import PlugSimulator
+from sockets.simulator_mqtt import MqttPlug
+from tests.broker import Mosquitto
+
+
+@pytest.fixture
+def mqtt_plug(broker):
+    with MqttPlug(plug=PlugSimulator(), port=broker.port, topic="lab_plug_1") as device:
+        yield device
+
+
+def driver(broker, topic="lab_plug_1", timeout=(1.0, 1.0), **kwargs) -> TasmotaMqttDriver:
+    return TasmotaMqttDriver(address=f"{broker.url}/{topic}", timeout=timeout, **kwargs)
+
+
+def test_the_address_names_broker_topic_and_credentials():
+    address = parse_mqtt_address("mqtts://lab:p%40ss@broker.example:8884/plug_7")
+    assert (address.host, address.port, address.topic, address.username, address.password, address.tls) == ("broker.example", 8884, "plug_7", "lab", "p@ss", True)
+    assert parse_mqtt_address("mqtt://broker/plug_7", username="u", password="p").port == 1883
+    for bad in ("http://broker/plug", "mqtt://broker/", "mqtt://broker/a/b", "mqtt://broker/+"):
+        with pytest.raises(DeviceError):
+            parse_mqtt_address(bad)
+
+
+def test_it_switches_reads_and_arms_over_the_broker(broker, mqtt_plug):
+    plug = driver(broker)
+    assert plug.get_power() is False
+    assert plug.set_power(True, off_after=30) is True and mqtt_plug.plug.is_on
+    assert 29 <= plug.read_off_timer() <= 30, "PulseTime armed before Power On, as over HTTP"
+    on, reading = plug.read_state()
+    assert on and reading.power_w == 60 and reading.total_kwh >= 12.345
+    assert plug.device_info().name == "Lab Plug"
+    assert plug.set_power(False) is False and not mqtt_plug.plug.is_on
+    assert mqtt_plug.plug.commands == ["Power", "PulseTime 130", "Power On", "PulseTime1", "Status 0", "Status 0", "Power Off"]
+
+
+def test_each_answer_is_matched_to_its_own_command_under_concurrent_calls(broker, mqtt_plug):
+    """Readers of relay, meter and timer at once: each gets the answer to what it asked, never another's."""
+    plug = driver(broker)
+    plug.set_power(True, off_after=0)
+    results, errors = [], []
+
+    def ask(kind):
+        try:
+            for _ in range(10):
+                value = {"relay": plug.get_power, "meter": lambda: plug.read_energy().power_w, "timer": plug.read_off_timer}[kind]()
+                results.append((kind, value))
+        except DeviceError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(kind,)) for kind in ("relay", "meter", "timer") * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(results) == 60
+    assert {value for kind, value in results if kind == "relay"} == {True}
+    assert {value for kind, value in results if kind == "meter"} == {60.0}
+    assert {value for kind, value in results if kind == "timer"} == {0.0}
+
+
+def test_an_answer_from_another_device_is_not_taken(broker, mqtt_plug):
+    with MqttPlug(plug=PlugSimulator(), port=broker.port, topic="lab_plug_2") as other:
+        other.plug.press_button()  # the other plug is ON and says so
+        assert driver(broker).get_power() is False and driver(broker, topic="lab_plug_2").get_power() is True
+
+
+def test_faults_have_their_precise_kind(broker, mqtt_plug):
+    mqtt_plug.silent = True
+    started = time.monotonic()
+    with pytest.raises(DeviceTimeout, match="no answer to Power within 1 s"):
+        driver(broker).get_power()
+    assert time.monotonic() - started < 2
+    mqtt_plug.silent = False
+    with pytest.raises(DeviceProtocolError, match="rejected"):
+        driver(broker, channel=3).get_power()  # a relay the plug does not have
+    with pytest.raises(DeviceTimeout):
+        driver(broker, topic="nobody_here").get_power()
+    with pytest.raises(DeviceUnreachable, match="broker not"):
+        TasmotaMqttDriver(address="mqtt://127.0.0.1:9/lab_plug_1", timeout=(0.5, 0.5)).get_power()
+
+
+def test_broker_credentials_refused_and_accepted():
+    secured = Mosquitto(users={"lab": "broker-pass"})
+    if secured.binary is None:
+        pytest.skip("mosquitto not installed")
+    secured.start()
+    try:
+        device = MqttPlug(plug=PlugSimulator(), port=secured.port, topic="secure_plug")
+        device.client.username_pw_set("lab", "broker-pass")
+        with device:
+            with pytest.raises(DeviceUnreachable, match="not connected"):
+                TasmotaMqttDriver(address=f"mqtt://wrong:creds@127.0.0.1:{secured.port}/secure_plug", timeout=(1.0, 1.0)).get_power()
+            assert TasmotaMqttDriver(address=f"mqtt://127.0.0.1:{secured.port}/secure_plug", username="lab", password="broker-pass",
+                                     timeout=(1.0, 1.0)).get_power() is False
+    finally:
+        secured.stop()
+
+
+def test_the_driver_reconnects_after_the_broker_restarts(broker, mqtt_plug):
+    plug = driver(broker)
+    assert plug.get_power() is False
+    broker.kill()
+    with pytest.raises(DeviceError):
+        plug.get_power()
+    broker.start()  # same port; the simulated device reconnects too (paho's backoff)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert plug.set_power(True) is True
+            break
+        except DeviceError:
+            assert time.monotonic() < deadline, "not reconnected within 30 s"
+            time.sleep(0.5)
+    assert mqtt_plug.plug.is_on
+
+
+def test_the_device_publishes_like_the_firmware(broker, mqtt_plug):
+    seen = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda client, userdata, message: seen.append((message.topic, message.payload.decode(), message.retain))
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe("#")
+    watcher.loop_start()
+    try:
+        time.sleep(0.3)
+        assert ("tele/lab_plug_1/LWT", "Online", True) in seen, "retained Online"
+        mqtt_plug.press_button()
+        time.sleep(0.3)
+        assert ("stat/lab_plug_1/POWER", "ON", False) in seen and ("stat/lab_plug_1/RESULT", json.dumps({"POWER": "ON"}), False) in seen
+        mqtt_plug.vanish()
+        time.sleep(0.5)
+        assert seen[-1] == ("tele/lab_plug_1/LWT", "Offline", False), "the broker published the last will"
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
