@@ -15,6 +15,7 @@ import json
 import os
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -53,17 +54,40 @@ def parse_mqtt_address(address: str, *, username: str = "", password: str = "") 
 class _Waiter:
     topic: str
     word: str  # the command's name, lower case, without its index ("power", "pulsetime", "status")
+    expected: dict | None = None  # a switching command: the answer that confirms it ({"POWER2": "ON"})
     event: threading.Event = field(default_factory=threading.Event)
     answer: dict | None = None
+    other: dict | None = None  # a state answer that does not confirm the switch (the device's own announcement, or a refusal)
+    other_event: threading.Event = field(default_factory=threading.Event)
 
     def offer(self, topic: str, answer: dict) -> bool:
         if topic != self.topic:
             return False
         if self.word != "status" and not any(key.lower().startswith(self.word) or key == "Command" for key in answer):
             return False
+        if self.expected is not None and "Command" not in answer and not any(answer.get(key) == value for key, value in self.expected.items()):
+            self.other = answer  # e.g. the state a reconnecting device announces: keep waiting a little for ours
+            self.other_event.set()
+            return False
         self.answer = answer
         self.event.set()
         return True
+
+    def wait(self, timeout: float) -> dict | None:
+        """The answer; a non-confirming one only if no confirming one follows within a short grace."""
+        deadline = time.monotonic() + timeout
+        while not self.event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self.other_event.is_set():
+                self.event.wait(min(remaining, OTHER_ANSWER_GRACE))
+                break
+            self.event.wait(min(remaining, 0.05))
+        return self.answer or self.other
+
+
+OTHER_ANSWER_GRACE = 0.3  # seconds to wait for the answer to a switch after a state answer that is not it
 
 
 class _Broker:
@@ -188,7 +212,11 @@ class TasmotaMqttDriver(TasmotaHttpDriver):
         broker = _broker_for(self.mqtt, self.timeout[0])
         broker.ensure_connected(self.timeout[0])
         broker.subscribe(topic, self.timeout[0])
-        waiter = _Waiter(topic=answer_topic, word=name)
+        expected = None
+        if name == "power" and argument.strip().upper() in ("ON", "OFF"):
+            state = argument.strip().upper()
+            expected = {f"POWER{self.channel}": state, **({"POWER": state} if self.channel == 1 else {})}
+        waiter = _Waiter(topic=answer_topic, word=name, expected=expected)
         with broker.device_locks[topic]:
             with broker.lock:
                 broker.waiters.append(waiter)
@@ -196,13 +224,13 @@ class TasmotaMqttDriver(TasmotaHttpDriver):
                 info = broker.client.publish(f"cmnd/{topic}/{word}", argument.strip(), qos=0)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     raise DeviceUnreachable(f"{self.address}: not published ({mqtt.error_string(info.rc)})")
-                if not waiter.event.wait(self.timeout[1]):
+                answer = waiter.wait(self.timeout[1])
+                if answer is None:
                     raise DeviceTimeout(f"{self.address}: no answer to {word} within {self.timeout[1]:g} s (device offline?)")
             finally:
                 with broker.lock:
                     if waiter in broker.waiters:
                         broker.waiters.remove(waiter)
-        answer = waiter.answer
         if "WARNING" in answer:
             raise DeviceAuthError(f"{self.address}: {answer['WARNING']}")
         if answer.get("Command") in ("Unknown", "Error"):
