@@ -12,7 +12,8 @@ from audit.models import LedgerCheck
 from .models import EventCounter, Heartbeat
 
 logger = logging.getLogger(__name__)
-HEARTBEATS = ("worker", "safety", "beat")
+HEARTBEATS = ("worker", "safety", "beat")  # what /readyz requires
+PROCESS_HEARTBEATS = (*HEARTBEATS, "listen")
 
 
 def heartbeat_record(*, name: str) -> None:
@@ -35,16 +36,24 @@ def event_count(*, name: str, label: str = "") -> None:
 def readiness() -> dict[str, dict]:
     """Each check of /readyz: database, broker, and the heartbeats of worker, safety worker and beat."""
     checks = {"database": _check_database(), "broker": _check_broker()}
-    limit = timedelta(seconds=3 * settings.SMARTSOCKET_HEARTBEAT_INTERVAL + 2)
     beats = dict(Heartbeat.objects.values_list("name", "beat_at")) if checks["database"]["ok"] else {}
-    now = timezone.now()
     for name in HEARTBEATS:
-        at = beats.get(name)
-        age = (now - at).total_seconds() if at else None
-        checks[name] = {"ok": age is not None and age <= limit.total_seconds(), "ageSeconds": round(age, 1) if age is not None else None}
-        if not checks[name]["ok"]:
-            checks[name]["error"] = "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago (limit {limit.total_seconds():.0f} s)"
+        checks[name] = _heartbeat_check(beats.get(name))
     return checks
+
+
+def heartbeat_state(*, name: str) -> dict:
+    """One process kind's heartbeat (also the listener's, `listen`, which /readyz does not require: not every lab has MQTT plugs)."""
+    return _heartbeat_check(Heartbeat.objects.filter(name=name).values_list("beat_at", flat=True).first())
+
+
+def _heartbeat_check(at) -> dict:
+    limit = timedelta(seconds=3 * settings.SMARTSOCKET_HEARTBEAT_INTERVAL + 2)
+    age = (timezone.now() - at).total_seconds() if at else None
+    check = {"ok": age is not None and age <= limit.total_seconds(), "ageSeconds": round(age, 1) if age is not None else None}
+    if not check["ok"]:
+        check["error"] = "no heartbeat yet" if age is None else f"last heartbeat {age:.0f} s ago (limit {limit.total_seconds():.0f} s)"
+    return check
 
 
 def ledger_state() -> dict:

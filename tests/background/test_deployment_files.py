@@ -18,8 +18,8 @@ def test_every_setting_from_the_environment_is_in_env_example():
 def test_compose_runs_web_worker_beat_and_simulator_on_postgres_and_redis():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "safety", "beat", "simulator"}
-    for name in ("web", "worker", "safety", "beat", "simulator"):
+    assert set(services) == {"postgres", "redis", "web", "worker", "safety", "beat", "listen", "mqtt", "simulator"}
+    for name in ("web", "worker", "safety", "beat", "listen", "simulator"):
         service = services[name]
         assert service["env_file"] == ".env" and "dockerfile_inline" in service["build"]
         assert service["environment"]["DATABASE_URL"].startswith("postgres://") and service["environment"]["REDIS_URL"].startswith("redis://redis:")
@@ -36,6 +36,9 @@ def test_compose_runs_web_worker_beat_and_simulator_on_postgres_and_redis():
     assert "safety" in services["safety"]["command"] and "safety" not in services["worker"]["command"], "a pool of its own"
     assert services["worker"]["depends_on"]["web"]["condition"] == "service_healthy", "migrations first"
     assert services["postgres"]["healthcheck"] and services["redis"]["healthcheck"]
+    assert services["listen"]["command"].split() == procfile["listen"].replace(".venv/bin/", "").split() == ["python", "manage.py", "listen"]
+    mounted = services["mqtt"]["volumes"][0].split(":")
+    assert services["mqtt"]["image"].startswith("eclipse-mosquitto") and (ROOT / mounted[0]).is_file(), "the broker's config is in the repo"
 
 
 def test_every_compose_service_has_a_healthcheck_log_rotation_and_the_simulator_is_dev_only():
@@ -44,7 +47,7 @@ def test_every_compose_service_has_a_healthcheck_log_rotation_and_the_simulator_
         assert service.get("healthcheck") or name == "simulator", f"{name}: no healthcheck"
         assert service["logging"]["options"]["max-size"], name
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
-    for name in ("worker", "safety", "beat"):
+    for name in ("worker", "safety", "beat", "listen"):
         assert services[name]["healthcheck"]["test"][-2:] == ["heartbeat_fresh", name]
     assert services["simulator"]["profiles"] == ["dev"]
     ignored = (ROOT / ".dockerignore").read_text().split()

@@ -11,6 +11,7 @@ from sockets.drivers.tasmota_mqtt import parse_mqtt_address
 from sockets.simulator import PlugSimulator
 from sockets.simulator_mqtt import MqttPlug
 from tests.broker import Mosquitto
+from tests.processes import require_service
 
 
 @pytest.fixture
@@ -92,8 +93,7 @@ def test_faults_have_their_precise_kind(broker, mqtt_plug):
 
 def test_broker_credentials_refused_and_accepted():
     secured = Mosquitto(users={"lab": "broker-pass"})
-    if secured.binary is None:
-        pytest.skip("mosquitto not installed")
+    require_service("Mosquitto", secured.binary is not None, "the `mosquitto` command is not installed (apt-get install mosquitto)")
     secured.start()
     try:
         device = MqttPlug(plug=PlugSimulator(), port=secured.port, topic="secure_plug")

@@ -11,10 +11,12 @@ import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from instances.services.push import socket_follow_last_will, socket_follow_push, socket_record_telemetry
+from smartsocket_site.operations import heartbeat_record
 from sockets.push import MqttListener, Push
 
 logger = logging.getLogger("instances.listen")
@@ -45,7 +47,7 @@ class Command(BaseCommand):
         followed = listener.sync()
         self.stdout.write(f"listen: following {followed} MQTT sockets (re-read every {sync:g} s)")
         self.stdout.flush()
-        next_sync = time.monotonic() + sync
+        next_sync, next_beat = time.monotonic() + sync, time.monotonic()
         try:
             while not stop.is_set():
                 try:
@@ -62,6 +64,9 @@ class Command(BaseCommand):
                     close_old_connections()
                     listener.sync()
                     next_sync = time.monotonic() + sync
+                if time.monotonic() >= next_beat:  # `heartbeat_fresh listen`: the container healthcheck
+                    heartbeat_record(name="listen")
+                    next_beat = time.monotonic() + settings.SMARTSOCKET_HEARTBEAT_INTERVAL
         finally:
             listener.close()
         self.stdout.write("listen: stopped")
