@@ -735,3 +735,52 @@ class SimulatorServer:
         self._httpd.server_close()
         self._thread.join()
         self._httpd = self._thread = None
+
+
+class StripSimulator(PlugSimulator):
+    """A Tasmota power strip: `relays` relays with their own PulseTime each, one meter for the whole strip
+    (docs/device-protocols.md §6.1). Relay 1 is this object; `relay(n)` is relay n. Answers name the relay:
+    `{"POWER2": "ON"}`, `{"PulseTime2": {...}}`, StatusSTS `POWER1` … `POWERn`; a relay it does not have is an error."""
+
+    def __init__(self, *, relays: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self._others = [PlugSimulator(load_w=kwargs.get("load_w", 60.0)) for _ in range(relays - 1)]
+
+    def relay(self, n: int) -> PlugSimulator:
+        return self if n == 1 else self._others[n - 2]
+
+    @property
+    def relays(self) -> int:
+        return 1 + len(self._others)
+
+    def execute(self, cmnd: str) -> dict:
+        word, _, arg = cmnd.strip().partition(" ")
+        match = re.fullmatch(r"([A-Za-z_]+)(\d*)", word)
+        name, index = (match.group(1).lower(), int(match.group(2)) if match.group(2) else 1) if match else ("", 1)
+        if name in ("power", "pulsetime"):
+            if not 1 <= index <= self.relays:
+                return ERROR
+            relay = self.relay(index)
+            answer = PlugSimulator.execute(relay, f"{match.group(1)} {arg}".strip()) if relay is self else relay.execute(f"{match.group(1)} {arg}".strip())
+            if name == "power":
+                return {f"POWER{index}": value for value in answer.values()}
+            return {f"PulseTime{index}": value for value in answer.values()}
+        answer = super().execute(cmnd)
+        for block in (answer, answer.get("StatusSTS"), answer.get("StatusSNS")):
+            if isinstance(block, dict):
+                self._whole_strip(block)
+        return answer
+
+    def _whole_strip(self, block: dict) -> None:
+        """The strip's view in a status block: every relay's state, one meter over all of them."""
+        if "POWER" in block:
+            del block["POWER"]
+            block.update({f"POWER{n}": "ON" if self.relay(n).is_on else "OFF" for n in range(1, self.relays + 1)})
+        energy = block.get("ENERGY")
+        if isinstance(energy, dict):
+            for other in self._others:
+                theirs = other.execute("Status 10")["StatusSNS"]["ENERGY"]
+                for key in ("Power", "ApparentPower", "ReactivePower", "Current", "Today", "Total"):
+                    mine, other_value = (value.value if isinstance(value, Fixed) else float(value) for value in (energy[key], theirs[key]))
+                    decimals = energy[key].decimals if isinstance(energy[key], Fixed) else 3
+                    energy[key] = Fixed(mine + other_value, decimals) if key in ("Today", "Total", "Current") else round(mine + other_value)
