@@ -198,6 +198,9 @@ SMARTSOCKET_DEFAULT_SOCKET_ADDRESS = env_str(
 )
 SMARTSOCKET_DEFAULT_SOCKET_USERNAME = env_str("SMARTSOCKET_DEFAULT_SOCKET_USERNAME", "")
 SMARTSOCKET_DEFAULT_SOCKET_PASSWORD = env_str("SMARTSOCKET_DEFAULT_SOCKET_PASSWORD", "")
+# The service's own base URL as the plugs reach it (e.g. http://10.0.0.5:8000): Shelly plugs get webhooks
+# to <it>/api/push/shelly/<secret> so a press is recorded at once. Empty = no webhooks (polling only).
+SMARTSOCKET_PUBLIC_URL = env_str("SMARTSOCKET_PUBLIC_URL", "").rstrip("/")
 SMARTSOCKET_DEFAULT_SOCKET_CHANNEL = int(env_float("SMARTSOCKET_DEFAULT_SOCKET_CHANNEL", 1))
 if not 1 <= SMARTSOCKET_DEFAULT_SOCKET_CHANNEL <= 32:
     raise ImproperlyConfigured("SMARTSOCKET_DEFAULT_SOCKET_CHANNEL: a relay number from 1 to 32")

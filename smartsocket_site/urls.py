@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from audit.api import EventViewSet
 from instances import dashboard
+from instances.api.push import ShellyPushView
 from instances.api.views import InstanceViewSet, ServerViewSet
 from sockets.api.views import SocketViewSet
 
@@ -40,6 +41,7 @@ urlpatterns = [
     *api("server/status", ServerViewSet.as_view({"get": "status"}), "server-status"),
     *api("download", ServerViewSet.as_view({"get": "download"}), "download"),
     *api("start-wait-stop", ServerViewSet.as_view({"post": "start_wait_stop"}), "start-wait-stop"),
+    *api("push/shelly/<str:secret>", ShellyPushView.as_view(), "push-shelly"),
     *api("sockets", SocketViewSet.as_view({"get": "list"}), "socket-list"),
     *api("sockets/<slug:name>", SocketViewSet.as_view({"get": "retrieve"}), "socket-detail"),
     *api("sockets/<slug:name>/power-periods", SocketViewSet.as_view({"get": "power_periods"}), "socket-power-periods"),

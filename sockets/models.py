@@ -69,6 +69,8 @@ class Socket(models.Model):
     after_power_loss_checked_at = models.DateTimeField(null=True, blank=True)
     # The must-be-OFF watch: when the relay of a socket nobody holds is checked next (and its lease).
     watch_next_at = models.DateTimeField(null=True, blank=True)
+    # The secret in the URL a device pushes its changes to (Shelly webhooks): /api/push/shelly/<push_secret>.
+    push_secret = models.CharField(max_length=64, blank=True, editable=False)
     # The last sample whose interval was shared among the holders (instances.services.energy).
     energy_shared_sample_id = models.BigIntegerField(null=True, blank=True)
     energy_shared_at = models.DateTimeField(null=True, blank=True)

@@ -30,10 +30,24 @@ def socket_failsafe_state(*, socket: Socket) -> dict:
             "expiresAt": socket.failsafe_expires_at, "reason": reason}
 
 
+def socket_get_by_push_secret(*, secret: str, driver: str) -> Socket:
+    """The socket whose device pushes to the URL with `secret` (a webhook); SocketNotFound for anything else, naming nothing."""
+    socket = Socket.objects.filter(push_secret=secret, driver=driver).exclude(push_secret="").first() if 16 <= len(secret) <= 64 else None
+    if socket is None:
+        raise SocketNotFound("no such push endpoint", socket="")
+    return socket
+
+
 def socket_capabilities(*, socket: Socket) -> dict:
-    """What the socket's driver declares it can do (failsafe timer, push, per-channel energy, device info)."""
+    """What the socket's driver declares it can do (failsafe timer, push, per-channel energy, device info); push by
+    webhooks (Shelly) only once the service knows its own address (SMARTSOCKET_PUBLIC_URL) to install them."""
     driver = DRIVERS.get(socket.driver)
-    return driver.capabilities.as_json() if driver is not None else {}
+    if driver is None:
+        return {}
+    capabilities = driver.capabilities.as_json()
+    if hasattr(driver, "install_push") and not settings.SMARTSOCKET_PUBLIC_URL:
+        capabilities["push"] = False
+    return capabilities
 
 
 def socket_list() -> QuerySet[Socket]:

@@ -12,8 +12,13 @@ import json
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a device knows no proxy
 
 
 class ShellySwitch:
@@ -27,6 +32,7 @@ class ShellySwitch:
         self._timer_deadline: float | None = None  # monotonic
         self.initial_state = "off"
         self.transitions: list[tuple[float, bool, str]] = []
+        self.on_change = None  # called with the new output on every change, whatever its source (the device's webhooks)
 
     def advance(self) -> None:
         now = time.monotonic()
@@ -51,10 +57,13 @@ class ShellySwitch:
 
     def _switch(self, on: bool, source: str, at: float | None = None) -> None:
         self.timer_started_at = self.timer_duration = self._timer_deadline = None
-        if on != self.output:
+        changed = on != self.output
+        if changed:
             wall = time.time() - (time.monotonic() - at) if at is not None else time.time()
             self.transitions.append((wall, on, source))
         self.output, self.source = on, source
+        if changed and self.on_change is not None:
+            self.on_change(on)
 
     def status(self, sid: int) -> dict:
         power = self.load_w if self.output else 0.0
@@ -79,13 +88,19 @@ class ShellySimulator:
         self.lock = threading.Lock()
         self._nonces: set[str] = set()
         self.challenges = 0  # 401 answers sent: a client that keeps its digest state is challenged once
+        self.hooks: list[dict] = []  # Webhook.Create'd: {id, cid, enable, event, name, urls}
+        self.hook_calls: list[tuple[str, int]] = []  # (url, HTTP status or 0) of every webhook request made
+        for sid, switch in enumerate(self.switches):
+            switch.on_change = lambda on, sid=sid: self._fire(sid, "switch.on" if on else "switch.off")
 
     # -- RPC --------------------------------------------------------------------------------------
 
     def rpc(self, method: str, params: dict) -> dict:
         """The result of one call, or {"error": {"code", "message"}}."""
         handler = {"Shelly.GetDeviceInfo": self._device_info, "Switch.GetStatus": self._get_status, "Switch.Set": self._set,
-                   "Switch.Toggle": self._toggle, "Switch.GetConfig": self._get_config, "Switch.SetConfig": self._set_config}.get(method)
+                   "Switch.Toggle": self._toggle, "Switch.GetConfig": self._get_config, "Switch.SetConfig": self._set_config,
+                   "Webhook.List": self._hook_list, "Webhook.Create": self._hook_create, "Webhook.Update": self._hook_update,
+                   "Webhook.Delete": self._hook_delete}.get(method)
         if handler is None:
             return {"error": {"code": 404, "message": f"No handler for {method}"}}
         with self.lock:
@@ -150,6 +165,49 @@ class ShellySimulator:
                 return {"error": {"code": -103, "message": "Invalid argument 'initial_state'!"}}
             found[1].initial_state = state
         return {"result": {"restart_required": False}}
+
+    # -- webhooks (docs/device-protocols.md §6.4) ---------------------------------------------------
+
+    def _hook_list(self, params):
+        return {"result": {"hooks": [dict(hook) for hook in self.hooks], "rev": len(self.hooks)}}
+
+    def _hook_create(self, params):
+        if len(self.hooks) >= 20:
+            return {"error": {"code": -108, "message": "Resource exhausted: no more than 20 hooks"}}
+        if params.get("event") not in ("switch.on", "switch.off") or not isinstance(params.get("urls"), list):
+            return {"error": {"code": -103, "message": "Invalid argument 'event' or 'urls'!"}}
+        hook = {"id": max((h["id"] for h in self.hooks), default=0) + 1, "cid": int(params.get("cid", 0)), "enable": bool(params.get("enable", True)),
+                "event": params["event"], "name": params.get("name"), "urls": list(params["urls"])}
+        self.hooks.append(hook)
+        return {"result": {"id": hook["id"], "rev": len(self.hooks)}}
+
+    def _hook_update(self, params):
+        hook = next((h for h in self.hooks if h["id"] == params.get("id")), None)
+        if hook is None:
+            return {"error": {"code": -105, "message": f"Argument 'id', value {params.get('id')} not found!"}}
+        hook.update({key: params[key] for key in ("enable", "urls", "name") if key in params})
+        return {"result": {"rev": len(self.hooks)}}
+
+    def _hook_delete(self, params):
+        self.hooks = [h for h in self.hooks if h["id"] != params.get("id")]
+        return {"result": {"rev": len(self.hooks)}}
+
+    def _fire(self, sid: int, event: str) -> None:
+        """The device calls each enabled hook of `event` on switch `sid` (a GET, in the background, as the firmware does)."""
+        for hook in self.hooks:
+            if hook["enable"] and hook["event"] == event and hook["cid"] == sid:
+                for url in hook["urls"]:
+                    threading.Thread(target=self._call_hook, args=(url,), daemon=True).start()
+
+    def _call_hook(self, url: str) -> None:
+        try:
+            with _direct.open(url, timeout=3) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except OSError:
+            status = 0
+        self.hook_calls.append((url, status))
 
     # -- the device itself, for tests -------------------------------------------------------------
 
@@ -289,6 +347,7 @@ class ShellyServer:
         self._server.device = self.device
         self._server.stopping = threading.Event()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._ticker = threading.Thread(target=self._tick, daemon=True)  # timers end on time (and fire their webhooks)
 
     @property
     def url(self) -> str:
@@ -296,7 +355,14 @@ class ShellyServer:
 
     def start(self) -> "ShellyServer":
         self._thread.start()
+        self._ticker.start()
         return self
+
+    def _tick(self) -> None:
+        while not self._server.stopping.wait(0.05):
+            with self.device.lock:
+                for switch in self.device.switches:
+                    switch.advance()
 
     def stop(self) -> None:
         self._server.stopping.set()

@@ -36,7 +36,8 @@ class ShellyRpcDriver:
     # The on-device failsafe: `toggle_after` on Switch.Set (a flip-back timer for that call, not saved).
     failsafe_max_seconds = TOGGLE_AFTER_MAX_SECONDS
     # Metering Shellys (Plus Plug S, Pro 4PM, …) measure each switch on its own.
-    capabilities = DriverCapabilities(failsafe_timer=True, push=False, per_channel_energy=True, device_info=True)
+    # Push: webhooks the service installs (switch.on / switch.off), given SMARTSOCKET_PUBLIC_URL.
+    capabilities = DriverCapabilities(failsafe_timer=True, push=True, per_channel_energy=True, device_info=True)
 
     def __init__(self, *, address: str, channel: int = 1, username: str = "", password: str = "", timeout: tuple[float, float] = (2.0, 3.0)):
         self.address = address.rstrip("/") if "://" in address else f"http://{address.rstrip('/')}"
@@ -102,6 +103,23 @@ class ShellyRpcDriver:
                               hostname=str(info["id"]), mac=str(info.get("mac", "")))
         except (KeyError, AttributeError) as exc:
             raise DeviceProtocolError(f"{self.address}: not a Shelly Gen2+ device info: {str(info)[:200]}") from exc
+
+    def install_push(self, *, name: str, urls: dict[str, str]) -> int:
+        """Make this switch's webhooks for `urls` ({"switch.on": url, "switch.off": url}) exist, named `<name>-<event>`:
+        created when missing, updated when their URL differs, left alone otherwise (idempotent). The hooks changed."""
+        hooks = self._call("Webhook.List", {}).get("hooks", [])
+        changed = 0
+        for event, url in urls.items():
+            hook_name = f"{name}-{event}"
+            hook = next((h for h in hooks if h.get("name") == hook_name and h.get("cid") == self.id), None)
+            if hook is None:
+                self._call("Webhook.Create", {"cid": self.id, "enable": True, "event": event, "name": hook_name, "urls": [url]})
+            elif hook.get("urls") != [url] or not hook.get("enable"):
+                self._call("Webhook.Update", {"id": hook["id"], "enable": True, "urls": [url]})
+            else:
+                continue
+            changed += 1
+        return changed
 
     def _status(self) -> dict:
         status = self._call("Switch.GetStatus", {"id": self.id})

@@ -96,7 +96,7 @@ class _Broker:
     def __init__(self, address: MqttAddress, connect_timeout: float):
         self.address = address
         self.lock = threading.Lock()
-        self.topics: set[str] = set()
+        self.topics: dict[str, threading.Event] = {}  # topic -> set once the broker acknowledged the subscription
         self.device_locks: dict[str, threading.Lock] = {}
         self.waiters: list[_Waiter] = []
         self.subscribed = threading.Condition()
@@ -129,22 +129,29 @@ class _Broker:
             raise DeviceUnreachable(f"{self.address.broker}: broker not connected within {timeout:g} s{': ' + self.refused if self.refused else ''}")
 
     def subscribe(self, topic: str, timeout: float) -> None:
-        """`stat/<topic>/+`, acknowledged by the broker before the first command is sent."""
+        """`stat/<topic>/+`, acknowledged by the broker before the first command is sent (a concurrent first
+        command for the same device waits for that acknowledgement too)."""
         with self.lock:
-            if topic in self.topics:
-                return
-            self.topics.add(topic)
-            self.device_locks.setdefault(topic, threading.Lock())
-        result, mid = self.client.subscribe(f"stat/{topic}/+", qos=0)
-        if result != mqtt.MQTT_ERR_SUCCESS:
-            with self.lock:
-                self.topics.discard(topic)
-            raise DeviceUnreachable(f"{self.address.broker}: subscribe failed ({mqtt.error_string(result)})")
-        with self.subscribed:
-            self.pending_subscriptions.add(mid)
-            if not self.subscribed.wait_for(lambda: mid not in self.pending_subscriptions, timeout):
-                self.topics.discard(topic)
+            acked = self.topics.get(topic)
+            first = acked is None
+            if first:
+                acked = self.topics[topic] = threading.Event()
+                self.device_locks.setdefault(topic, threading.Lock())
+        if not first:
+            if not acked.wait(timeout):
                 raise DeviceTimeout(f"{self.address.broker}: subscription not acknowledged within {timeout:g} s")
+            return
+        with self.subscribed:  # held while subscribing: the SUBACK cannot be handled before its mid is pending
+            result, mid = self.client.subscribe(f"stat/{topic}/+", qos=0)
+            ok = result == mqtt.MQTT_ERR_SUCCESS
+            if ok:
+                self.pending_subscriptions.add(mid)
+                ok = self.subscribed.wait_for(lambda: mid not in self.pending_subscriptions, timeout)
+        if not ok:
+            with self.lock:
+                self.topics.pop(topic, None)
+            raise DeviceTimeout(f"{self.address.broker}: subscription to {topic} not acknowledged within {timeout:g} s")
+        acked.set()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:

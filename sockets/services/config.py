@@ -1,16 +1,18 @@
 """Configuration of sockets: the default socket from the environment, create, edit."""
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from audit.actors import Actor
 from audit.ledger import ledger_atomic, ledger_record
 from audit.models import EventKind
 
-from ..drivers import DeviceError, DeviceInfo
+from ..drivers import DRIVERS, DeviceError, DeviceInfo
 from ..exceptions import SocketDeviceError
 from ..models import Socket
 from .power import socket_arm_failsafe, socket_driver, socket_lock
@@ -48,10 +50,34 @@ def socket_create(*, name: str, address: str, driver: str = "tasmota_http", chan
               "sample_interval_on": sample_interval_on, "sample_interval_off": sample_interval_off, "failsafe": failsafe,
               "max_on_seconds": max_on_seconds}
     with ledger_atomic():
-        socket = Socket.objects.create(**config)
+        socket = Socket.objects.create(**config, push_secret=secrets.token_urlsafe(24))
         _socket_config_event(socket=socket, changes={field: [None, value] for field, value in config.items()}, actor=actor,
                              created=True, source=source)
+        transaction.on_commit(lambda: socket_install_push(socket=socket))
     return socket
+
+
+PUSH_FIELDS = {"driver", "address", "channel", "password"}  # a change of these moves the webhooks
+
+
+def socket_install_push(*, socket: Socket) -> bool:
+    """Install (or bring up to date) the device's webhooks to this service's push endpoint, where the driver has them
+    and SMARTSOCKET_PUBLIC_URL is set. After the change is committed; never fails it: a device that does not answer
+    is logged, and polling stays the backstop. True when the device has the webhooks now."""
+    if not settings.SMARTSOCKET_PUBLIC_URL or not hasattr(DRIVERS.get(socket.driver), "install_push"):
+        return False
+    if not socket.push_secret:  # a socket from before push: its secret now
+        socket.push_secret = secrets.token_urlsafe(24)
+        Socket.objects.filter(pk=socket.pk).update(push_secret=socket.push_secret)
+    base = f"{settings.SMARTSOCKET_PUBLIC_URL}/api/push/shelly/{socket.push_secret}"
+    try:
+        changed = socket_driver(socket=socket).install_push(name=f"smartsocket-{socket.pk}", urls={"switch.on": f"{base}?output=on", "switch.off": f"{base}?output=off"})
+    except DeviceError as exc:
+        logger.warning("%s: webhooks not installed (polling only until the next edit): %s", socket.name, exc)
+        return False
+    if changed:
+        logger.info("%s: %d webhooks installed to %s", socket.name, changed, settings.SMARTSOCKET_PUBLIC_URL)
+    return True
 
 
 def _socket_config_event(*, socket: Socket, changes: dict, actor: Actor | None, created: bool = False, source: str = "") -> None:
@@ -96,6 +122,8 @@ def socket_update(*, socket_id: int, actor: Actor | None = None, source: str = "
             setattr(socket, field, value)
         socket.save(update_fields=list(changes))
         _socket_config_event(socket=socket, changes=changes, actor=actor, source=source)
+        if PUSH_FIELDS & set(changes):
+            transaction.on_commit(lambda: socket_install_push(socket=socket))
         if failsafe_turned_off:  # a plug that must not have a timer loses the one it has now
             try:
                 socket_arm_failsafe(socket=socket, force=True)

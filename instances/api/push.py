@@ -1,0 +1,30 @@
+"""The endpoint devices push to (Shelly webhooks): `GET|POST /api/push/shelly/<secret>?output=on|off`.
+
+No token: a device cannot send one. The per-socket secret in the URL is the credential; an unknown or
+wrong one answers 404 and records nothing. The call is a hint: the relay is re-read under the socket
+lock before anything is decided, so a webhook of the service's own command, a repeated or a late one
+records nothing twice (DESIGN §7).
+"""
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sockets.selectors import socket_get_by_push_secret
+
+from ..services.push import socket_follow_push
+
+
+@extend_schema(exclude=True)  # for devices, not API clients; README "Devices"
+class ShellyPushView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request, secret: str) -> Response:
+        socket = socket_get_by_push_secret(secret=secret, driver="shelly_rpc")
+        change = socket_follow_push(socket_id=socket.pk, on=None, at=timezone.now())
+        return Response({"socket": socket.name, "change": change})
+
+    post = get
