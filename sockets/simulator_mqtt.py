@@ -8,6 +8,7 @@ PulseTime countdown); `tele/<topic>/SENSOR` every TelePeriod. `vanish()` drops t
 without a DISCONNECT, so the broker publishes the will. The relay logic is PlugSimulator's.
 """
 import json
+import socket as pysocket
 import threading
 import time
 
@@ -51,9 +52,13 @@ class MqttPlug:
     def vanish(self) -> None:
         """The plug loses its mains: the TCP connection just drops, the broker publishes the last will."""
         self._stop.set()
+        sock = self.client.socket()  # before loop_stop, which may let paho forget it
         self.client.loop_stop()
-        sock = self.client.socket()
         if sock is not None:
+            try:
+                sock.shutdown(pysocket.SHUT_RDWR)  # the broker sees the connection drop at once, with no DISCONNECT
+            except OSError:
+                pass
             sock.close()
 
     def __enter__(self) -> "MqttPlug":
