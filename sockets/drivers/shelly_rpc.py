@@ -9,17 +9,10 @@ import itertools
 import math
 import time
 
-import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import HTTPDigestAuth
-from urllib3.util.retry import Retry
 
-from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading
-
-_session = requests.Session()
-_session.trust_env = False  # plugs are reached directly: no proxy or .netrc from the environment
-_session.mount("http://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
-_session.mount("https://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
+from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DriverCapabilities, EnergyReading
+from .http import device_request
 _call_ids = itertools.count(1)
 # One digest-auth state per device and password, kept across calls: after the first challenge a call is one
 # round trip (the device's nonce reused with a rising nonce count, firmware 2.0+); a stale nonce is re-challenged.
@@ -136,16 +129,7 @@ class ShellyRpcDriver:
     def _call(self, method: str, params: dict):
         """One JSON-RPC call; its `result`, or the device's error as a DeviceError."""
         frame = {"id": next(_call_ids), "method": method, "params": params}
-        try:
-            response = _session.post(f"{self.address}/rpc", json=frame, auth=self.auth, timeout=self.timeout, allow_redirects=False)
-        except requests.ConnectTimeout as exc:
-            raise DeviceTimeout(f"{self.address}: no connection within {self.timeout[0]:g} s") from exc
-        except requests.Timeout as exc:
-            raise DeviceTimeout(f"{self.address}: no answer within {self.timeout[1]:g} s") from exc
-        except requests.ConnectionError as exc:
-            raise DeviceUnreachable(f"{self.address}: connection refused or reset") from exc
-        except requests.RequestException as exc:
-            raise DeviceProtocolError(f"{self.address}: {exc}") from exc
+        response = device_request("POST", f"{self.address}/rpc", address=self.address, timeout=self.timeout, json=frame, auth=self.auth)
         if response.status_code == 401:
             raise DeviceAuthError(f"{self.address}: credentials refused (Shelly digest auth, user admin)")
         try:

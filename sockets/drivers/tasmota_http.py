@@ -1,19 +1,8 @@
 """Tasmota over HTTP (`GET /cm?cmnd=...`), as described in docs/device-protocols.md."""
 import math
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
-from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading
-
-# One pooled session per process. Only connection failures are retried (once): a retry
-# after a read timeout would double the time a dead plug holds the socket lock.
-_session = requests.Session()
-# Plugs are reached directly: no proxy or .netrc lookup from the environment on every request (~0.4 ms each).
-_session.trust_env = False
-_session.mount("http://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
-_session.mount("https://", HTTPAdapter(pool_maxsize=32, max_retries=Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.05)))
+from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DriverCapabilities, EnergyReading
+from .http import device_request
 
 
 PULSE_TIME_MAX_SECONDS = 64800.0  # PulseTime 64900: 18 h
@@ -119,24 +108,11 @@ class TasmotaHttpDriver:
 
     def _command(self, cmnd: str) -> dict:
         """Send one console command and return the device's JSON answer."""
-        try:
-            response = _session.get(
-                f"{self.address}/cm",
-                params={"cmnd": cmnd},
-                # Tasmota 15.5+ closes the connection on /cm without a matching Referer.
-                headers={"Referer": f"{self.address}/"},
-                auth=self.auth,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.ConnectTimeout as exc:
-            raise DeviceTimeout(f"{self.address}: no connection within {self.timeout[0]:g} s") from exc
-        except requests.Timeout as exc:
-            raise DeviceTimeout(f"{self.address}: no answer within {self.timeout[1]:g} s") from exc
-        except requests.ConnectionError as exc:
-            raise DeviceUnreachable(f"{self.address}: connection refused or reset") from exc
-        except requests.RequestException as exc:
-            raise DeviceProtocolError(f"{self.address}: {exc}") from exc
+        response = device_request(
+            "GET", f"{self.address}/cm", address=self.address, timeout=self.timeout, params={"cmnd": cmnd},
+            # Tasmota 15.5+ closes the connection on /cm without a matching Referer.
+            headers={"Referer": f"{self.address}/"}, auth=self.auth,
+        )
         if response.status_code == 401:
             raise DeviceAuthError(f"{self.address}: credentials refused")
         if response.status_code != 200:
