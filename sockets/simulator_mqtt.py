@@ -23,7 +23,8 @@ class MqttPlug:
         self.plug = plug or PlugSimulator()
         self.host, self.port, self.topic, self.teleperiod = host, port, topic, teleperiod
         self.silent = False  # takes commands but never answers (a device that hangs)
-        self._published_power: bool | None = None
+        self._published: dict[int, bool] = {}  # relay -> the state last published for it
+        self.relays = getattr(self.plug, "relays", 1)  # a StripSimulator has several
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._online = threading.Event()
@@ -68,18 +69,25 @@ class MqttPlug:
         if not self._stop.is_set():
             self.stop()
 
-    def press_button(self) -> bool:
-        """A hand on the plug: toggled, and published like any switch (by the watcher)."""
-        on = self.plug.press_button()
+    def press_button(self, relay: int = 1) -> bool:
+        """A hand on the plug (on relay n of a strip): toggled, and published like any switch."""
+        on = self._relay(relay).press_button()
         self._publish_power_if_changed()
         return on
+
+    def _relay(self, n: int):
+        return self.plug.relay(n) if self.relays > 1 else self.plug
+
+    def _key(self, n: int) -> str:
+        """`POWER` on a one-relay device, `POWER<n>` on one with several (docs/device-protocols.md §6.1)."""
+        return f"POWER{n}" if self.relays > 1 else "POWER"
 
     # -- the firmware's side --------------------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         client.subscribe(f"cmnd/{self.topic}/#", qos=0)
         client.publish(f"tele/{self.topic}/LWT", "Online", qos=1, retain=True)
-        self._published_power = None  # the state again after every (re)connect
+        self._published = {}  # the state again after every (re)connect
         threading.Thread(target=self._announce, daemon=True).start()
 
     def _announce(self) -> None:
@@ -98,19 +106,21 @@ class MqttPlug:
         topic = f"stat/{self.topic}/STATUS{argument}" if name == "status" else f"stat/{self.topic}/RESULT"
         with self._lock:
             client.publish(topic, to_json(answer))
-            if name == "power":  # after every power command, as the firmware does
-                on = self.plug.is_on
-                client.publish(f"stat/{self.topic}/POWER", "ON" if on else "OFF")
-                self._published_power = on
+            index = int(word[len(name):] or 1) if name == "power" else 0
+            if 1 <= index <= self.relays:  # after every power command, as the firmware does
+                on = self._relay(index).is_on
+                client.publish(f"stat/{self.topic}/{self._key(index)}", "ON" if on else "OFF")
+                self._published[index] = on
 
     def _publish_power_if_changed(self) -> None:
         with self._lock:
-            on = self.plug.is_on
-            if on != self._published_power:
-                answer = {"POWER": "ON" if on else "OFF"}
-                self.client.publish(f"stat/{self.topic}/RESULT", json.dumps(answer))
-                self.client.publish(f"stat/{self.topic}/POWER", answer["POWER"])
-                self._published_power = on
+            for n in range(1, self.relays + 1):
+                on = self._relay(n).is_on
+                if on != self._published.get(n):
+                    key = self._key(n)
+                    self.client.publish(f"stat/{self.topic}/RESULT", json.dumps({key: "ON" if on else "OFF"}))
+                    self.client.publish(f"stat/{self.topic}/{key}", "ON" if on else "OFF")
+                    self._published[n] = on
 
     def _watch(self) -> None:
         """Switches from elsewhere (PulseTime running out) are published at once; SENSOR every TelePeriod."""

@@ -146,3 +146,37 @@ def test_the_device_publishes_like_the_firmware(broker, mqtt_plug):
     finally:
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_a_wrong_state_answer_is_reported_not_hidden(broker, mqtt_plug):
+    mqtt_plug.plug.set_fault("wrong_state", count=1)
+    assert driver(broker).set_power(True) is False and not mqtt_plug.plug.is_on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relays_of_a_strip_on_mqtt_are_independent_sockets_even_at_once(broker):
+    from rest_framework.test import APIClient
+
+    from sockets.services import socket_create
+    from sockets.simulator import StripSimulator
+
+    with MqttPlug(plug=StripSimulator(relays=4), port=broker.port, topic="strip_1") as strip:
+        for n in (1, 2, 3, 4):
+            socket_create(name=f"mqtt-strip-{n}", driver="tasmota_mqtt", address=f"{broker.url}/strip_1", channel=n)
+        answers = {}
+
+        def start(name):
+            answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
+
+        threads = [threading.Thread(target=start, args=(f"mqtt-strip-{n}",)) for n in (1, 3, 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        def relays() -> list[bool]:
+            return [strip.plug.relay(n).is_on for n in (1, 2, 3, 4)]
+
+        assert relays() == [True, False, True, True] and all(answer["triggeredPowerOn"] for answer in answers.values())
+        APIClient().put(f"/api/instance/{answers['mqtt-strip-3']['instance']['id']}")
+        assert relays() == [True, False, False, True], "switching relay 3 leaves 1, 2, 4 as they are"
+        assert 55 < strip.plug.relay(4).pulse_remaining_s <= 66, "PulseTime4 armed for relay 4"

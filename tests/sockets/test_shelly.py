@@ -7,7 +7,7 @@ import pytest
 
 from instances.models import Instance, StopReason
 from instances.tasks import monitor_socket
-from sockets.drivers import DeviceAuthError, DeviceProtocolError, DeviceTimeout, ShellyRpcDriver
+from sockets.drivers import DeviceAuthError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, ShellyRpcDriver
 from sockets.models import EnergySample, PowerState, Socket
 from sockets.services import socket_create
 from sockets.shelly_simulator import ShellyServer, ShellySimulator
@@ -62,6 +62,8 @@ def test_faults_have_their_precise_kind(shelly):
         driver(shelly, password="").get_power()
     with pytest.raises(DeviceProtocolError, match="not found"):
         driver(shelly, channel=5).get_power()
+    with pytest.raises(DeviceUnreachable, match="refused"):
+        ShellyRpcDriver(address="http://127.0.0.1:9", timeout=(0.5, 0.5)).get_power()
     shelly.device.hang = True
     started = time.monotonic()
     with pytest.raises(DeviceTimeout, match="no answer within 0.5 s"):
