@@ -69,6 +69,8 @@ OPERATIONS = {
     "sockets_power_periods_list": ("A plug's power periods, newest first", ["404"], []),
     "sockets_samples_list": ("A plug's meter readings, newest first", ["404"], []),
     "sockets_rollups_list": ("A plug's readings older than the retention, per minute or hour, oldest first", ["404", "422"], []),
+    "push_shelly_retrieve": ("A Shelly's webhook: its switch changed (the relay is re-read); for devices, the secret is the credential", ["404"], []),
+    "push_shelly_create": ("The same webhook, POSTed", ["404"], []),
     "events_list": ("The audit ledger: events, newest first (filter by socket, kind, since, until)", ["404", "422"], []),
     "events_verify_retrieve": ("Verify the ledger's hash chain from the first event to the head", [], []),
     "events_public_key_retrieve": ("The Ed25519 public key downloads are signed with", [], []),
@@ -116,6 +118,8 @@ EXAMPLES = {
     "sockets_samples_list": (None, {"count": 1, "next": None, "previous": None, "results": [
         {"socket": "default", "takenAt": "2026-12-01T10:15:07Z", "isOn": True, "powerW": 76.0, "voltageV": 233.0, "currentA": 0.436,
          "todayKwh": 0.462, "totalKwh": 94.493}]}),
+    "push_shelly_retrieve": (None, {"socket": "bench-2", "change": "manual_off"}),
+    "push_shelly_create": (None, {"socket": "bench-2", "change": None}),
     "sockets_rollups_list": (None, {"count": 1, "next": None, "previous": None, "results": [
         {"resolution": "minute", "bucketStart": "2026-10-01T10:15:00Z", "samples": 12, "minW": 71.0, "maxW": 80.0, "meanW": 76.2,
          "maxCurrentA": 0.46, "energyWh": 1.27}]}),

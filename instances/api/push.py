@@ -6,7 +6,8 @@ lock before anything is decided, so a webhook of the service's own command, a re
 records nothing twice (DESIGN §7).
 """
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,14 +18,26 @@ from sockets.selectors import socket_get_by_push_secret
 from ..services.push import socket_follow_push
 
 
-@extend_schema(exclude=True)  # for devices, not API clients; README "Devices"
+PUSH_SCHEMA = extend_schema(
+    parameters=[OpenApiParameter("output", str, enum=["on", "off"], description="What the webhook says (a hint: the relay is re-read).")],
+    responses=inline_serializer("PushAnswer", {"socket": serializers.CharField(), "change": serializers.CharField(allow_null=True)}),
+    request=None,
+    auth=[],
+)
+
+
 class ShellyPushView(APIView):
+    """For devices, not API clients (README "Devices"): no token, the secret in the URL is the credential."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @PUSH_SCHEMA
     def get(self, request: Request, secret: str) -> Response:
         socket = socket_get_by_push_secret(secret=secret, driver="shelly_rpc")
         change = socket_follow_push(socket_id=socket.pk, on=None, at=timezone.now())
         return Response({"socket": socket.name, "change": change})
 
-    post = get
+    @PUSH_SCHEMA
+    def post(self, request: Request, secret: str) -> Response:
+        return self.get(request, secret)

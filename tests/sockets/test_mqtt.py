@@ -5,6 +5,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from django.db import connection
 
 from sockets.drivers import DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, TasmotaMqttDriver
 from sockets.drivers.tasmota_mqtt import parse_mqtt_address
@@ -166,7 +167,10 @@ def test_relays_of_a_strip_on_mqtt_are_independent_sockets_even_at_once(broker):
         answers = {}
 
         def start(name):
-            answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
+            try:
+                answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
+            finally:
+                connection.close()  # the thread's own: none left open when the test database is dropped
 
         threads = [threading.Thread(target=start, args=(f"mqtt-strip-{n}",)) for n in (1, 3, 4)]
         for thread in threads:
