@@ -16,8 +16,8 @@ from .energy import holders_share_energy
 from .manual import RelayChange, socket_follow_relay
 
 logger = logging.getLogger(__name__)
-# Telemetry comes every TelePeriod (10 s at least): a reading this close to the last one is the same message again.
-SAME_READING = timedelta(seconds=1)
+# Telemetry comes every TelePeriod (10 s at least): a reading this close to the last one is the same message, seen by another listener.
+SAME_READING = timedelta(seconds=0.5)
 
 
 def socket_follow_push(*, socket_id: int, on: bool | None, at: datetime) -> str | None:

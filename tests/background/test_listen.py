@@ -104,3 +104,4 @@ def test_sockets_added_later_are_followed_and_two_listeners_record_once(broker, 
             assert Event.objects.filter(kind=EventKind.INSTANCE_STOP, instance_id=instance_id).count() == 1
     finally:
         second.stop()
+

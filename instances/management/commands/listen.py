@@ -10,6 +10,7 @@ import queue
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -22,7 +23,18 @@ from sockets.push import MqttListener, Push
 logger = logging.getLogger("instances.listen")
 
 
+LANES = 8  # messages of one socket in order, in one lane; a slow or dead plug holds up only its lane
+
+
 def handle_push(push: Push) -> None:
+    close_old_connections()  # this lane thread's own connection, checked as Celery does per task
+    try:
+        _handle(push)
+    except Exception:  # one bad message or device must not stop the listener
+        logger.exception("listen: %s of socket %s not handled", push.kind, push.socket_id)
+
+
+def _handle(push: Push) -> None:
     if push.kind == "power":
         socket_follow_push(socket_id=push.socket_id, on=push.value, at=push.at)
     elif push.kind == "reconnect":
@@ -43,6 +55,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        lanes = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"listen-lane-{n}") for n in range(LANES)]
         listener = MqttListener()
         followed = listener.sync()
         self.stdout.write(f"listen: following {followed} MQTT sockets (re-read every {sync:g} s)")
@@ -55,11 +68,7 @@ class Command(BaseCommand):
                 except queue.Empty:
                     push = None
                 if push is not None:
-                    close_old_connections()
-                    try:
-                        handle_push(push)
-                    except Exception:  # one bad message or device must not stop the listener
-                        logger.exception("listen: %s of socket %s not handled", push.kind, push.socket_id)
+                    lanes[push.socket_id % LANES].submit(handle_push, push)
                 if time.monotonic() >= next_sync:
                     close_old_connections()
                     listener.sync()
@@ -69,4 +78,6 @@ class Command(BaseCommand):
                     next_beat = time.monotonic() + settings.SMARTSOCKET_HEARTBEAT_INTERVAL
         finally:
             listener.close()
+            for lane in lanes:
+                lane.shutdown(wait=True, cancel_futures=True)
         self.stdout.write("listen: stopped")
