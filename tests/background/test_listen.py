@@ -75,7 +75,7 @@ def test_an_off_on_blip_shorter_than_any_poll_is_two_events_and_the_instance_end
 def test_the_last_will_marks_the_plug_offline(device, mqtt_socket, listener):
     eventually(lambda: Socket.objects.get(pk=mqtt_socket.pk).is_online, 5, "online once read")
     device.vanish()
-    eventually(lambda: not Socket.objects.get(pk=mqtt_socket.pk).is_online, WITHIN, "LWT Offline: offline")
+    eventually(lambda: not Socket.objects.get(pk=mqtt_socket.pk).is_online, 5, "LWT Offline: offline")
     socket = Socket.objects.get(pk=mqtt_socket.pk)
     assert socket.observed_power == PowerState.UNKNOWN and "last will" in socket.last_error
     assert Event.objects.filter(kind=EventKind.DEVICE_OFFLINE, socket=mqtt_socket).count() == 1
