@@ -57,7 +57,12 @@ class ShellyRpcDriver:
         which never switches an OFF one ON: an OFF switch has nothing to arm (its next ON carries the timer)."""
         if not self._output(self._status()):
             return 0.0
-        self.set_power(True, off_after=seconds or None)
+        params = {"id": self.id, "on": True, **({"toggle_after": _toggle_after(seconds)} if seconds else {})}
+        answer = self._call("Switch.Set", params)
+        if isinstance(answer, dict) and answer.get("was_on") is False:
+            # Switched OFF between the read and the set (a hand, the old timer): undo our ON, report no timer.
+            self._call("Switch.Set", {"id": self.id, "on": False})
+            return 0.0
         return float(_toggle_after(seconds)) if seconds else 0.0
 
     def read_off_timer(self) -> float:

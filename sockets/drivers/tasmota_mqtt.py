@@ -54,6 +54,7 @@ def parse_mqtt_address(address: str, *, username: str = "", password: str = "") 
 class _Waiter:
     topic: str
     word: str  # the command's name, lower case, without its index ("power", "pulsetime", "status")
+    keys: frozenset = frozenset()  # the answer keys (lower case) that answer this command: "power2", "pulsetime2", "poweronstate"
     expected: dict | None = None  # a switching command: the answer that confirms it ({"POWER2": "ON"})
     event: threading.Event = field(default_factory=threading.Event)
     answer: dict | None = None
@@ -63,7 +64,7 @@ class _Waiter:
     def offer(self, topic: str, answer: dict) -> bool:
         if topic != self.topic:
             return False
-        if self.word != "status" and not any(key.lower().startswith(self.word) or key == "Command" for key in answer):
+        if self.word != "status" and not any(key.lower() in self.keys or key == "Command" for key in answer):
             return False
         if self.expected is not None and "Command" not in answer and not any(answer.get(key) == value for key, value in self.expected.items()):
             self.other = answer  # e.g. the state a reconnecting device announces: keep waiting a little for ours
@@ -223,7 +224,11 @@ class TasmotaMqttDriver(TasmotaHttpDriver):
         if name == "power" and argument.strip().upper() in ("ON", "OFF"):
             state = argument.strip().upper()
             expected = {f"POWER{self.channel}": state, **({"POWER": state} if self.channel == 1 else {})}
-        waiter = _Waiter(topic=answer_topic, word=name, expected=expected)
+        if name in ("power", "pulsetime"):  # this channel's key; a one-relay device answers without the index
+            keys = {f"{name}{self.channel}", *((name,) if self.channel == 1 else ())}
+        else:
+            keys = {name}
+        waiter = _Waiter(topic=answer_topic, word=name, keys=frozenset(keys), expected=expected)
         with broker.device_locks[topic]:
             with broker.lock:
                 broker.waiters.append(waiter)

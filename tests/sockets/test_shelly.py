@@ -158,3 +158,17 @@ def test_the_admin_refuses_a_second_socket_on_the_same_relay(admin_client, shell
         "name": "again", "driver": "shelly_rpc", "address": shelly.url, "channel": 2, "password": "", "_save": "Save"})
     assert response.status_code == 200 and "already drives relay 2" in response.content.decode()
     assert not Socket.objects.filter(name="again").exists()
+
+
+def test_re_arming_never_leaves_on_a_switch_that_went_off_meanwhile(shelly):
+    plug = driver(shelly)
+    plug.set_power(True)
+    read_status = shelly.device._get_status
+
+    def status_then_a_hand_switches_it_off(params):  # between the driver's read and its Switch.Set
+        answer = read_status(params)
+        shelly.device.switches[0].set(False, "button")
+        return answer
+
+    shelly.device._get_status = status_then_a_hand_switches_it_off
+    assert plug.arm_off_timer(30) == 0.0 and not shelly.device.is_on(0), "the hand's OFF stands"

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from instances.services.push import socket_follow_last_will, socket_follow_push, socket_record_telemetry
 from smartsocket_site.operations import heartbeat_record
@@ -69,13 +69,17 @@ class Command(BaseCommand):
                     push = None
                 if push is not None:
                     lanes[push.socket_id % LANES].submit(handle_push, push)
-                if time.monotonic() >= next_sync:
-                    close_old_connections()
-                    listener.sync()
-                    next_sync = time.monotonic() + sync
-                if time.monotonic() >= next_beat:  # `heartbeat_fresh listen`: the container healthcheck
-                    heartbeat_record(name="listen")
-                    next_beat = time.monotonic() + settings.SMARTSOCKET_HEARTBEAT_INTERVAL
+                try:  # a database blip (a restart, a lock) is retried at the next tick, never the listener's end
+                    if time.monotonic() >= next_sync:
+                        close_old_connections()
+                        listener.sync()
+                        next_sync = time.monotonic() + sync
+                    if time.monotonic() >= next_beat:  # `heartbeat_fresh listen`: the container healthcheck
+                        heartbeat_record(name="listen")
+                        next_beat = time.monotonic() + settings.SMARTSOCKET_HEARTBEAT_INTERVAL
+                except DatabaseError:
+                    logger.exception("listen: the database did not answer; retrying")
+                    next_sync = next_beat = time.monotonic() + 1
         finally:
             listener.close()
             for lane in lanes:
