@@ -105,7 +105,10 @@ class ShellyRpcDriver:
     def install_push(self, *, name: str, urls: dict[str, str]) -> int:
         """Make this switch's webhooks for `urls` ({"switch.on": url, "switch.off": url}) exist, named `<name>-<event>`:
         created when missing, updated when their URL differs, left alone otherwise (idempotent). The hooks changed."""
-        hooks = self._call("Webhook.List", {}).get("hooks", [])
+        listed = self._call("Webhook.List", {})
+        hooks = listed.get("hooks") if isinstance(listed, dict) else None
+        if not isinstance(hooks, list):
+            raise DeviceProtocolError(f"{self.address}: unexpected Webhook.List answer: {str(listed)[:200]}")
         changed = 0
         for event, url in urls.items():
             hook_name = f"{name}-{event}"

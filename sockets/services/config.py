@@ -66,9 +66,9 @@ def socket_install_push(*, socket: Socket) -> bool:
     is logged, and polling stays the backstop. True when the device has the webhooks now."""
     if not settings.SMARTSOCKET_PUBLIC_URL or not hasattr(DRIVERS.get(socket.driver), "install_push"):
         return False
-    if not socket.push_secret:  # a socket from before push: its secret now
-        socket.push_secret = secrets.token_urlsafe(24)
-        Socket.objects.filter(pk=socket.pk).update(push_secret=socket.push_secret)
+    if not socket.push_secret:  # a socket from before push: its secret now (one writer wins; everyone uses the winner's)
+        Socket.objects.filter(pk=socket.pk, push_secret="").update(push_secret=secrets.token_urlsafe(24))
+        socket.push_secret = Socket.objects.values_list("push_secret", flat=True).get(pk=socket.pk)
     base = f"{settings.SMARTSOCKET_PUBLIC_URL}/api/push/shelly/{socket.push_secret}"
     try:
         changed = socket_driver(socket=socket).install_push(name=f"smartsocket-{socket.pk}", urls={"switch.on": f"{base}?output=on", "switch.off": f"{base}?output=off"})
