@@ -5,7 +5,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from django.db import connection
 
 from sockets.drivers import DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, TasmotaMqttDriver
 from sockets.drivers.tasmota_mqtt import parse_mqtt_address
@@ -13,6 +12,7 @@ from sockets.simulator import PlugSimulator
 from sockets.simulator_mqtt import MqttPlug
 from tests.broker import Mosquitto
 from tests.processes import require_service
+from tests.concurrent import start_at_once
 
 
 @pytest.fixture
@@ -164,19 +164,7 @@ def test_relays_of_a_strip_on_mqtt_are_independent_sockets_even_at_once(broker):
     with MqttPlug(plug=StripSimulator(relays=4), port=broker.port, topic="strip_1") as strip:
         for n in (1, 2, 3, 4):
             socket_create(name=f"mqtt-strip-{n}", driver="tasmota_mqtt", address=f"{broker.url}/strip_1", channel=n)
-        answers = {}
-
-        def start(name):
-            try:
-                answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
-            finally:
-                connection.close()  # the thread's own: none left open when the test database is dropped
-
-        threads = [threading.Thread(target=start, args=(f"mqtt-strip-{n}",)) for n in (1, 3, 4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        answers = start_at_once([f"mqtt-strip-{n}" for n in (1, 3, 4)], emergencyStopTimeout=60000)
         def relays() -> list[bool]:
             return [strip.plug.relay(n).is_on for n in (1, 2, 3, 4)]
 

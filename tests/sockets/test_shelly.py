@@ -1,10 +1,8 @@
 """Shelly Gen2+ (`shelly_rpc`) against the project's Shelly simulator over real HTTP: the driver, the whole service
 on a Shelly socket, channels of a four-switch device, faults with their precise kind."""
-import threading
 import time
 
 import pytest
-from django.db import connection
 
 from instances.models import Instance, StopReason
 from instances.tasks import monitor_socket
@@ -12,6 +10,7 @@ from sockets.drivers import DeviceAuthError, DeviceProtocolError, DeviceTimeout,
 from sockets.models import EnergySample, PowerState, Socket
 from sockets.services import socket_create
 from sockets.shelly_simulator import ShellyServer, ShellySimulator
+from tests.concurrent import start_at_once
 
 PASSWORD = "s3cret-Pa55"
 
@@ -100,22 +99,8 @@ def test_the_service_runs_holders_on_a_shelly_with_its_own_failsafe(api, shelly,
 
 @pytest.mark.django_db(transaction=True)
 def test_channels_of_one_device_are_independent_sockets_even_at_once(api, shelly, shelly_sockets):
-    from rest_framework.test import APIClient
-
     api.post("/api/instance", {"socket": "bench-1"})
-    answers = {}
-
-    def start(name):  # each thread its own client and database connection
-        try:
-            answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
-        finally:
-            connection.close()  # the thread's own: none left open when the test database is dropped
-
-    threads = [threading.Thread(target=start, args=(name,)) for name in ("bench-2", "bench-3")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = start_at_once(["bench-2", "bench-3"], emergencyStopTimeout=60000)
     assert [shelly.device.is_on(n) for n in range(4)] == [True, True, True, False]
     api.put(f"/api/instance/{answers['bench-2']['instance']['id']}")
     assert [shelly.device.is_on(n) for n in range(4)] == [True, False, True, False], "switching channel 2 leaves 1, 3, 4 as they are"

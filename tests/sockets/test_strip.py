@@ -1,8 +1,6 @@
 """A Tasmota power strip: one socket per relay (`channel`), over real HTTP against the strip simulator."""
-import threading
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from instances.models import Instance, StopReason
@@ -11,6 +9,7 @@ from sockets.drivers import DeviceProtocolError, TasmotaHttpDriver
 from sockets.models import Socket
 from sockets.services import socket_create
 from sockets.simulator import SimulatorServer, StripSimulator
+from tests.concurrent import start_at_once
 
 
 @pytest.fixture
@@ -35,19 +34,7 @@ def test_a_relay_the_strip_does_not_have_is_a_clear_error(strip):
 
 @pytest.mark.django_db(transaction=True)
 def test_relays_of_one_strip_are_independent_sockets_even_at_once(strip, strip_sockets):
-    answers = {}
-
-    def start(name):  # each thread its own client and database connection
-        try:
-            answers[name] = APIClient().post("/api/instance", {"socket": name, "emergencyStopTimeout": 60000}).json()
-        finally:
-            connection.close()  # the thread's own: none left open when the test database is dropped
-
-    threads = [threading.Thread(target=start, args=(name,)) for name in ("strip-2", "strip-3", "strip-4")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers = start_at_once(["strip-2", "strip-3", "strip-4"], emergencyStopTimeout=60000)
     assert relays(strip) == [False, True, True, True] and all(answer["triggeredPowerOn"] for answer in answers.values())
     assert 60 < strip.plug.relay(3).pulse_remaining_s <= 66 and strip.plug.pulse_remaining_s == 0, "PulseTime3 for relay 3 only"
 
