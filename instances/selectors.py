@@ -19,10 +19,16 @@ from .models import Callback, Instance, StopReason
 INSTANCE_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # what new_instance_id() makes, within the column
 
 
-def instance_get(*, instance_id: str) -> Instance:
-    """A visible (not deleted) instance. Raises InstanceNotFound (also for text no id can be, e.g. a NUL byte)."""
+def instance_id_check(*, instance_id: str) -> str:
+    """`instance_id` if an id can be that text. Raises InstanceNotFound (e.g. for a NUL byte)."""
     if not INSTANCE_ID.fullmatch(instance_id):
         raise InstanceNotFound(f"no instance {instance_id[:64]!r}", instanceId=instance_id[:64])
+    return instance_id
+
+
+def instance_get(*, instance_id: str) -> Instance:
+    """A visible (not deleted) instance. Raises InstanceNotFound (also for text no id can be, e.g. a NUL byte)."""
+    instance_id_check(instance_id=instance_id)
     try:
         return Instance.objects.select_related("socket").get(pk=instance_id, deleted_at=None)
     except Instance.DoesNotExist:
@@ -40,6 +46,15 @@ def instance_list(*, socket: Socket | None = None, include_deleted: bool = False
 
 def instance_list_running(*, socket: Socket) -> QuerySet[Instance]:
     return Instance.objects.filter(socket=socket, stopped_at=None).order_by("started_at", "pk")
+
+
+def instance_list_holders(*, socket: Socket) -> QuerySet[Instance]:
+    """The running instances of `socket` and those stopped since its energy was last shared (with their period):
+    all a last stop needs, read under the socket lock — who remains, and who shares the energy not shared yet."""
+    holders = Instance.objects.filter(socket=socket).select_related("power_period").order_by("started_at", "pk")
+    if socket.energy_shared_at is None:
+        return holders.filter(stopped_at=None)
+    return holders.filter(Q(stopped_at=None) | Q(stopped_at__gt=socket.energy_shared_at))
 
 
 def socket_must_be_off(*, socket: Socket, running: list[Instance]) -> bool:
@@ -91,7 +106,7 @@ def instance_meter(*, instance: Instance) -> InstanceMeter:
         rollups = energy_rollup_list(socket=instance.socket, since=instance.started_at, until=until)
         currents = list(rollups.values_list("max_current_a", flat=True))
     samples = energy_sample_list(socket=instance.socket, since=instance.started_at, until=until)
-    return _meter(instance=instance, currents=currents + list(samples.values_list("current_a", flat=True)))
+    return instance_meter_of(instance=instance, currents=currents + list(samples.values_list("current_a", flat=True)))
 
 
 def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Instance]:
@@ -118,7 +133,7 @@ def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Insta
     rollup_stream, sample_stream = _Stream(rows=rollups), _Stream(rows=samples)
     for instance in instances.iterator(chunk_size=200):
         old = rollup_stream.take(pk=instance.pk) if instance.started_at < cutoff else []  # no query while none is that old
-        instance.meter = _meter(instance=instance, currents=old + sample_stream.take(pk=instance.pk))
+        instance.meter = instance_meter_of(instance=instance, currents=old + sample_stream.take(pk=instance.pk))
         yield instance
 
 
@@ -139,7 +154,7 @@ class _Stream:
         return values
 
 
-def _meter(*, instance: Instance, currents: list[float]) -> InstanceMeter:
+def instance_meter_of(*, instance: Instance, currents: list[float]) -> InstanceMeter:
     """The instance's share of the energy counted so far and the plug's whole figure (instances.services.energy), to the mWh."""
     def rounded(wh: float | None) -> float | None:
         return None if wh is None else round(wh, 3)

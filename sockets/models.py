@@ -64,6 +64,9 @@ class Socket(models.Model):
     failsafe_target_at = models.DateTimeField(null=True, blank=True)
     max_on_seconds = models.FloatField(null=True, blank=True, help_text="Ceiling for holders without an emergencyStopTimeout: they end (reason max_on) this long after their start. Empty = none.")
     failsafe_expires_at = models.DateTimeField(null=True, blank=True)
+    # The off-timer the plug keeps as a setting that every `Power On` restarts (Tasmota PulseTime), in seconds,
+    # as the service last set it; None: not known (never set, a fault, the device changed), so the next ON sets it.
+    failsafe_preset_seconds = models.FloatField(null=True, blank=True)
     # What the relay does when the mains come back (Tasmota PowerOnState), as last read.
     after_power_loss = models.CharField(max_length=8, choices=AfterPowerLoss.choices, default=AfterPowerLoss.UNKNOWN)
     after_power_loss_checked_at = models.DateTimeField(null=True, blank=True)

@@ -108,7 +108,7 @@ class InstanceViewSet(viewsets.GenericViewSet):
     @extend_schema(request=StartInputSerializer, responses={200: StartOutputSerializer})  # 200, not 201: the seed's answer
     def create(self, request: Request) -> Response:
         args = validated(StartInputSerializer, request)
-        result = instance_start(socket=socket_get(name=args.get("socket")), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request),
+        result = instance_start(socket_name=args.get("socket"), timeout_ms=args.get("emergencyStopTimeout"), client=client_of(request),
                                 actor=actor_of(request))
         return Response(StartOutputSerializer(result).data)
 

@@ -22,6 +22,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
 from sockets.models import EnergySample, Socket
+from sockets.services import socket_save_fields
 
 from ..models import Instance
 
@@ -58,17 +59,28 @@ def interval_shares(*, since: datetime, until: datetime, energy_wh: float,
     return shares
 
 
-def holders_share_energy(*, socket: Socket, known: list[Instance] = ()) -> None:
+def holders_share_energy(*, socket: Socket, known: list[Instance] = (), holders: list[Instance] | None = None,
+                         window: tuple[datetime, datetime] | None = None) -> list[float] | None:
     """Share every sample interval of `socket` not shared yet among its holders then (requires the socket lock).
 
-    `known`: instances the caller holds in memory; their figures are updated along with the rows.
+    `known`: instances the caller read under this lock and saves afterwards: their figures are added in
+    memory (`energy_consumed_wh`, `socket_energy_wh`), not written here; the others' are added in the database.
+    `holders`: every instance that may have held the plug since the last shared sample (the running ones and
+    those stopped since `energy_shared_at`, read under this lock), so no query is made per interval.
+    `window` (since, until): the same query also fetches the samples stamped in it, whose currents are
+    returned (a stopping instance's meter) — None when not asked or more samples came than one query takes.
     """
-    pending = EnergySample.objects.filter(socket=socket).order_by("pk").values_list("pk", "taken_at", "total_kwh")
-    if socket.energy_shared_sample_id is not None:
-        pending = pending.filter(pk__gt=socket.energy_shared_sample_id)
-    pending = list(pending[:1000])
+    shared_id = socket.energy_shared_sample_id
+    rows = EnergySample.objects.filter(socket=socket)
+    if shared_id is not None:
+        rows = rows.filter(Q(pk__gt=shared_id) | Q(taken_at__gte=window[0])) if window else rows.filter(pk__gt=shared_id)
+    rows = list(rows.order_by("pk").values_list("pk", "taken_at", "total_kwh", "current_a")[:PENDING_LIMIT])
+    currents = None
+    if window and len(rows) < PENDING_LIMIT:
+        currents = [current for _, taken_at, _, current in sorted(rows, key=lambda row: (row[1], row[0])) if window[0] <= taken_at <= window[1]]
+    pending = [row[:3] for row in rows if shared_id is None or row[0] > shared_id]
     if not pending:
-        return
+        return currents
     marker_at, marker_total = socket.energy_shared_at, socket.energy_shared_total_kwh
     totals: dict[str, Share] = {}
     for _, taken_at, total_kwh in pending:
@@ -79,22 +91,31 @@ def holders_share_energy(*, socket: Socket, known: list[Instance] = ()) -> None:
             continue  # stamped before the last shared one (it waited for the lock): the next interval covers it
         energy = interval_energy_wh(previous_total_kwh=marker_total, total_kwh=total_kwh)
         if energy > 0:
-            holders = Instance.objects.filter(socket=socket, started_at__lt=taken_at).filter(Q(stopped_at=None) | Q(stopped_at__gt=marker_at))
-            for pk, share in interval_shares(since=marker_at, until=taken_at, energy_wh=energy,
-                                             holders=list(holders.values_list("pk", "started_at", "stopped_at"))).items():
+            if holders is None:
+                over = Instance.objects.filter(socket=socket, started_at__lt=taken_at).filter(Q(stopped_at=None) | Q(stopped_at__gt=marker_at))
+                over = list(over.values_list("pk", "started_at", "stopped_at"))
+            else:
+                over = [(h.pk, h.started_at, h.stopped_at) for h in holders
+                        if h.started_at < taken_at and (h.stopped_at is None or h.stopped_at > marker_at)]
+            for pk, share in interval_shares(since=marker_at, until=taken_at, energy_wh=energy, holders=over).items():
                 total = totals.setdefault(pk, Share())
                 total.consumed_wh += share.consumed_wh
                 total.socket_wh += share.socket_wh
         marker_at, marker_total = taken_at, total_kwh
+    in_memory = {instance.pk: instance for instance in known}
     for pk, share in totals.items():
-        Instance.objects.filter(pk=pk).update(
-            energy_consumed_wh=Coalesce(F("energy_consumed_wh"), Value(0.0)) + share.consumed_wh,
-            socket_energy_wh=Coalesce(F("socket_energy_wh"), Value(0.0)) + share.socket_wh,
-        )
-    for instance in known:
-        share = totals.get(instance.pk)
-        if share is not None:
+        instance = in_memory.get(pk)
+        if instance is not None:
             instance.energy_consumed_wh = (instance.energy_consumed_wh or 0.0) + share.consumed_wh
             instance.socket_energy_wh = (instance.socket_energy_wh or 0.0) + share.socket_wh
+        else:
+            Instance.objects.filter(pk=pk).update(
+                energy_consumed_wh=Coalesce(F("energy_consumed_wh"), Value(0.0)) + share.consumed_wh,
+                socket_energy_wh=Coalesce(F("socket_energy_wh"), Value(0.0)) + share.socket_wh,
+            )
     socket.energy_shared_sample_id, socket.energy_shared_at, socket.energy_shared_total_kwh = pending[-1][0], marker_at, marker_total
-    socket.save(update_fields=["energy_shared_sample_id", "energy_shared_at", "energy_shared_total_kwh"])
+    socket_save_fields(socket=socket, fields=["energy_shared_sample_id", "energy_shared_at", "energy_shared_total_kwh"])
+    return currents
+
+
+PENDING_LIMIT = 1000  # samples shared per pass; the rest by the next

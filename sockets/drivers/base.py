@@ -64,11 +64,14 @@ class SocketDriver(Protocol):
     """What every plug driver offers, for one relay (`channel`, from 1) of one device; each method raises DeviceError on any fault."""
 
     failsafe_max_seconds: float  # the longest on-device off-timer (0: the device has none)
+    off_timer_is_setting: bool  # the timer is a saved setting every ON restarts (else each ON carries its own)
     capabilities: DriverCapabilities
 
     def get_power(self) -> bool: ...
 
     def set_power(self, on: bool, off_after: float | None = None) -> bool: ...  # the state the device reports afterwards
+
+    def off_timer_seconds(self, seconds: float) -> float: ...  # the countdown the device holds when asked for `seconds`
 
     def arm_off_timer(self, seconds: float) -> float: ...  # the device switches itself off then (0: no timer)
 

@@ -28,6 +28,7 @@ class ShellyRpcDriver:
 
     # The on-device failsafe: `toggle_after` on Switch.Set (a flip-back timer for that call, not saved).
     failsafe_max_seconds = TOGGLE_AFTER_MAX_SECONDS
+    off_timer_is_setting = False  # toggle_after belongs to one Switch.Set: every ON carries its own
     # Metering Shellys (Plus Plug S, Pro 4PM, …) measure each switch on its own.
     # Push: webhooks the service installs (switch.on / switch.off), given SMARTSOCKET_PUBLIC_URL.
     capabilities = DriverCapabilities(failsafe_timer=True, push=True, per_channel_energy=True, device_info=True)
@@ -51,6 +52,11 @@ class ShellyRpcDriver:
         if not isinstance(answer, dict) or "was_on" not in answer:
             raise DeviceProtocolError(f"{self.address}: unexpected Switch.Set answer: {str(answer)[:200]}")
         return on
+
+    @staticmethod
+    def off_timer_seconds(seconds: float) -> float:
+        """The countdown the switch runs when asked for `seconds` (0: none)."""
+        return float(_toggle_after(seconds)) if seconds > 0 else 0.0
 
     def arm_off_timer(self, seconds: float) -> float:
         """Move the flip-back timer of an ON switch to `seconds` from now (0: none) — `Switch.Set on:true` again,

@@ -28,6 +28,8 @@ class TasmotaHttpDriver:
 
     # The on-device failsafe: PulseTime<n>, the longest countdown it can hold.
     failsafe_max_seconds = PULSE_TIME_MAX_SECONDS
+    # PulseTime is a saved setting every `Power On` restarts: set once, it need not be sent with each ON.
+    off_timer_is_setting = True
     # One meter per device on most Tasmota plugs and strips; readings given per relay (arrays) are taken for the channel.
     capabilities = DriverCapabilities(failsafe_timer=True, push=False, per_channel_energy=False, device_info=True)
 
@@ -52,6 +54,11 @@ class TasmotaHttpDriver:
         if on and off_after is not None:
             self.arm_off_timer(off_after)
         return self._parse_power(self._command(f"Power{self.index} {'On' if on else 'Off'}"))
+
+    @staticmethod
+    def off_timer_seconds(seconds: float) -> float:
+        """The countdown the plug holds when asked for `seconds` (PulseTime's steps; 0: none)."""
+        return pulse_time_seconds(pulse_time_value(seconds)) if seconds > 0 else 0.0
 
     def arm_off_timer(self, seconds: float) -> float:
         """Set PulseTime so the relay switches itself off `seconds` from now (0: no timer); the seconds armed."""

@@ -58,6 +58,7 @@ def socket_create(*, name: str, address: str, driver: str = "tasmota_http", chan
 
 
 PUSH_FIELDS = {"driver", "address", "channel", "password"}  # a change of these moves the webhooks
+DEVICE_FIELDS = {"driver", "address", "channel"}  # a change of these points the socket at another relay
 
 
 def socket_install_push(*, socket: Socket) -> bool:
@@ -120,7 +121,11 @@ def socket_update(*, socket_id: int, actor: Actor | None = None, source: str = "
             return socket
         for field, value in config.items():
             setattr(socket, field, value)
-        socket.save(update_fields=list(changes))
+        fields = list(changes)
+        if DEVICE_FIELDS & set(changes):  # another device (or relay): what its off-timer is set to is not known
+            socket.failsafe_preset_seconds = None
+            fields.append("failsafe_preset_seconds")
+        socket.save(update_fields=fields)
         _socket_config_event(socket=socket, changes=changes, actor=actor, source=source)
         if PUSH_FIELDS & set(changes):
             transaction.on_commit(lambda: socket_install_push(socket=socket))

@@ -25,7 +25,7 @@ from audit.models import EventKind
 from smartsocket_site.operations import event_count
 
 from ..drivers import DRIVERS, DeviceAuthError, DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, EnergyReading, SocketDriver, get_driver
-from ..exceptions import SocketDeviceError, SocketPowerFailed
+from ..exceptions import SocketDeviceError, SocketNotFound, SocketPowerFailed
 from ..models import MANUAL, UNKNOWN_ACTOR, PowerCause, PowerPeriod, PowerState, Socket
 from ..selectors import power_period_get_open
 
@@ -37,6 +37,39 @@ DeviceFailure = SocketDeviceError | SocketPowerFailed
 def socket_lock(*, socket_id: int) -> Socket:
     """Lock and re-read the socket row. Call inside transaction.atomic(), before any other lock."""
     return Socket.objects.select_for_update(no_key=True).get(pk=socket_id)
+
+
+def socket_lock_named(*, name: str | None) -> Socket:
+    """Lock and read the socket called `name` (the default socket when empty) in one statement. Raises SocketNotFound."""
+    name = name or settings.SMARTSOCKET_DEFAULT_SOCKET_NAME
+    try:
+        return Socket.objects.select_for_update(no_key=True).get(name=name)
+    except Socket.DoesNotExist:
+        raise SocketNotFound(f"no socket named {name!r}", socket=name) from None
+
+
+@contextlib.contextmanager
+def socket_changes_batched(*, socket: Socket) -> Iterator[Socket]:
+    """Inside, the services' changes to the locked `socket` row are written in ONE UPDATE when the block ends
+    without an exception (the hot start and stop paths); outside, each change is written at once. Writes made
+    meanwhile by a queryset (a fault recorded) are never overwritten: only the fields the services set are saved."""
+    socket._batched_fields = set()
+    try:
+        yield socket
+        fields = socket._batched_fields
+    finally:
+        del socket._batched_fields
+    if fields:
+        socket.save(update_fields=sorted(fields))
+
+
+def socket_save_fields(*, socket: Socket, fields: list[str]) -> None:
+    """Write `fields` of the locked socket now, or at the end of socket_changes_batched()."""
+    batched = getattr(socket, "_batched_fields", None)
+    if batched is None:
+        socket.save(update_fields=fields)
+    else:
+        batched.update(fields)
 
 
 def socket_driver(*, socket: Socket, quick: bool = False) -> SocketDriver:
@@ -127,7 +160,8 @@ def socket_record_fault(*, socket_id: int, error: Exception, answered: bool = Fa
     logger.warning("device fault: socket id %s (%s): %s", socket_id, device_error_kind(error), error)
     before = Socket.objects.filter(pk=socket_id).values("is_online", "last_error").first()
     online, message = answered or isinstance(error, SocketPowerFailed), str(error)[:255]
-    Socket.objects.filter(pk=socket_id).update(observed_power=PowerState.UNKNOWN, is_online=online, last_error=message)
+    # The plug's saved off-timer is not known any more either (the command may or may not have set it).
+    Socket.objects.filter(pk=socket_id).update(observed_power=PowerState.UNKNOWN, is_online=online, last_error=message, failsafe_preset_seconds=None)
     if before is not None and (before["is_online"] != online or before["last_error"] != message):
         ledger_record(kind=EventKind.DEVICE_FAULT if online or not before["is_online"] else EventKind.DEVICE_OFFLINE,
                       socket_id=socket_id, reason=device_error_kind(error), data={"error": message})
@@ -164,16 +198,24 @@ def _socket_command(*, socket: Socket, on: bool, by: str, cause: str) -> None:
         raise RuntimeError("relay commands are sent only inside recording_device_faults()")
     wanted = PowerState.ON if on else PowerState.OFF
     socket_set_desired(socket=socket, on=on, by=by, cause=cause)
+    driver = socket_driver(socket=socket)
     off_after = _socket_failsafe_seconds(socket=socket) if on else None
+    armed = driver.off_timer_seconds(off_after) if off_after is not None else None
+    # A timer the plug keeps as a setting (PulseTime) that already holds this value is not sent again:
+    # `Power On` restarts it, so the ON is one request.
+    kept = armed is not None and driver.off_timer_is_setting and socket.failsafe_preset_seconds == armed
     _requests.note(socket.pk, _DeviceRequests.SENT)
     try:
-        reported = socket_driver(socket=socket).set_power(on, off_after=off_after)
+        reported = driver.set_power(on, off_after=None if kept else off_after)
     except DeviceError as exc:
         raise SocketDeviceError(f"{socket.name}: {exc}", socket=socket.name) from exc
     _requests.note(socket.pk, _DeviceRequests.ANSWERED)
     if reported != on:
         raise SocketPowerFailed(f"{socket.name}: asked for {wanted}, the device reports {'ON' if reported else 'OFF'}", socket=socket.name)
-    socket_mark_seen(socket=socket, observed=wanted, armed_for=off_after)  # one UPDATE: seen, and the timer armed
+    if armed is not None and driver.off_timer_is_setting:
+        socket.failsafe_preset_seconds = armed
+        socket_save_fields(socket=socket, fields=["failsafe_preset_seconds"])
+    socket_mark_seen(socket=socket, observed=wanted, armed_for=armed)
 
 
 def socket_failsafe_supported(*, socket: Socket) -> bool:
@@ -189,7 +231,7 @@ def socket_set_failsafe_target(*, socket: Socket, until: datetime | None) -> Non
     """Record when the plug's own off-timer must end (None: no timer). Requires the socket lock; arming is separate."""
     if socket.failsafe_target_at != until:
         socket.failsafe_target_at = until
-        socket.save(update_fields=["failsafe_target_at"])
+        socket_save_fields(socket=socket, fields=["failsafe_target_at"])
 
 
 def socket_failsafe_needs_arming(*, socket: Socket) -> bool:
@@ -214,11 +256,12 @@ def socket_arm_failsafe(*, socket: Socket, force: bool = False) -> bool:
         return False
     if not force and not socket_failsafe_needs_arming(socket=socket):
         return False
+    driver = socket_driver(socket=socket)
     try:
-        seconds = socket_driver(socket=socket).arm_off_timer(seconds)
+        seconds = driver.arm_off_timer(seconds)
     except DeviceError as exc:
         raise SocketDeviceError(f"{socket.name}: failsafe timer not set: {exc}", socket=socket.name) from exc
-    _socket_mark_armed(socket=socket, seconds=seconds)
+    _socket_mark_armed(socket=socket, seconds=seconds, preset=driver.off_timer_is_setting)
     return True
 
 
@@ -257,25 +300,39 @@ def _socket_failsafe_seconds(*, socket: Socket) -> float | None:
     return min(max(remaining, 0.1), DRIVERS[socket.driver].failsafe_max_seconds)
 
 
-def _socket_mark_armed(*, socket: Socket, seconds: float | None) -> None:
+def _socket_mark_armed(*, socket: Socket, seconds: float | None, preset: bool) -> None:
     if seconds is None:
         return
     socket.failsafe_expires_at = timezone.now() + timedelta(seconds=seconds) if seconds > 0 else None
-    socket.save(update_fields=["failsafe_expires_at"])
+    fields = ["failsafe_expires_at"]
+    if preset:  # the plug keeps it as its setting: the next `Power On` restarts it
+        socket.failsafe_preset_seconds = seconds
+        fields.append("failsafe_preset_seconds")
+    socket_save_fields(socket=socket, fields=fields)
 
 
-def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None) -> PowerPeriod:
-    """The socket's open power period, or a new one from `at` (now) — the one place a period opens (and its event)."""
-    period = power_period_get_open(socket=socket)
+def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None,
+                      none_open: bool = False) -> PowerPeriod:
+    """The socket's open power period, or a new one from `at` (now) — the one place a period opens (and its event).
+
+    `none_open`: the caller knows none is open (the relay was settled OFF), so it is not looked up; if one were,
+    the one-open-period constraint fails the transaction.
+    """
+    period = None if none_open else power_period_get_open(socket=socket)
     if period is None:
         period = PowerPeriod.objects.create(socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause)
         _power_event(period=period, on=True, by=by, cause=cause, at=period.power_on_at, actor=actor)
     return period
 
 
-def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None) -> PowerPeriod | None:
-    """Close the socket's open power period (if any) and return it — the one place a period closes (and its event)."""
-    period = power_period_get_open(socket=socket)
+def power_period_close(*, socket: Socket, by: str, cause: str, at: datetime | None = None, actor: Actor | None = None,
+                       period: PowerPeriod | None = None) -> PowerPeriod | None:
+    """Close the socket's open power period (if any) and return it — the one place a period closes (and its event).
+
+    `period`: the open period as the caller read it under the lock (else it is looked up).
+    """
+    if period is None or period.power_off_at is not None:
+        period = power_period_get_open(socket=socket)
     if period is not None:
         period.power_off_at = max(at or timezone.now(), period.power_on_at)
         period.power_off_by = by
@@ -296,13 +353,14 @@ def _power_event(*, period: PowerPeriod, on: bool, by: str, cause: str, at: date
                   data={"by": by, "period": period.pk})
 
 
-def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED, actor: Actor | None = None) -> PowerPeriod:
-    """Switch the relay ON and open a power period (or keep the open one).
+def socket_power_on(*, socket: Socket, by: str, cause: str = PowerCause.REQUESTED, actor: Actor | None = None,
+                    none_open: bool = False) -> PowerPeriod:
+    """Switch the relay ON and open a power period (or keep the open one; `none_open`: see power_period_open).
 
     Requires the socket lock inside recording_device_faults(). Raises SocketDeviceError, SocketPowerFailed.
     """
     _socket_command(socket=socket, on=True, by=by, cause=cause)
-    return power_period_open(socket=socket, by=by, cause=cause, actor=actor)
+    return power_period_open(socket=socket, by=by, cause=cause, actor=actor, none_open=none_open)
 
 
 def socket_take_on(*, socket: Socket, by: str) -> PowerPeriod:
@@ -330,12 +388,13 @@ class OffRelay(enum.Enum):
 
 
 def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = OffRelay.SWITCH,
-                     actor: Actor | None = None) -> DeviceFailure | None:
+                     actor: Actor | None = None, period: PowerPeriod | None = None) -> DeviceFailure | None:
     """The socket goes OFF for `by` (`cause`): the relay as `relay` says, the open period closed once it is OFF.
 
     Requires the socket lock inside recording_device_faults(). Returns the device failure a
     SWITCH_OR_LEAVE or LEAVE left for reconcile (the observed state is then UNKNOWN and the
-    period stays open until reconcile confirms OFF). SWITCH raises SocketDeviceError, SocketPowerFailed.
+    period stays open until reconcile confirms OFF). `period`: the open period if the caller has it.
+    SWITCH raises SocketDeviceError, SocketPowerFailed.
     """
     if relay is OffRelay.ALREADY_OFF:
         socket_set_desired(socket=socket, on=False, by=by, cause=cause)
@@ -353,19 +412,28 @@ def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = O
             return exc
     else:
         _socket_command(socket=socket, on=False, by=by, cause=cause)
-    power_period_close(socket=socket, by=by, cause=cause, actor=actor)
+    power_period_close(socket=socket, by=by, cause=cause, actor=actor, period=period)
     return None
 
 
 def socket_set_desired(*, socket: Socket, on: bool, by: str, cause: str) -> None:
     """Record the power the socket must have, for whom and why (reconcile's target). Requires the socket lock."""
     socket.desired_power, socket.desired_by, socket.desired_cause = PowerState.ON if on else PowerState.OFF, by, cause
-    socket.save(update_fields=["desired_power", "desired_by", "desired_cause"])
+    socket_save_fields(socket=socket, fields=["desired_power", "desired_by", "desired_cause"])
 
 
 def socket_is_settled(*, socket: Socket) -> bool:
     """The relay was last confirmed where the database says it must be: only then is a difference a hand's."""
     return socket.observed_power != PowerState.UNKNOWN and socket.observed_power == socket.desired_power
+
+
+def socket_seen_off(*, socket: Socket) -> bool:
+    """The relay is settled OFF and was confirmed so (a command, a poll, a push) within the OFF sample interval:
+    a first holder's start switches it ON without reading it first. A hand that switched it ON since is then
+    taken for the start's own ON (the relay is ON either way); monitoring would have seen it at the next sample."""
+    if not socket_is_settled(socket=socket) or socket.observed_power != PowerState.OFF or socket.last_seen_at is None:
+        return False
+    return timezone.now() - socket.last_seen_at <= timedelta(seconds=socket_sample_interval(socket=socket, on=False))
 
 
 def socket_sample_interval(*, socket: Socket, on: bool) -> float:
@@ -391,7 +459,7 @@ def socket_mark_seen(*, socket: Socket, observed: str, armed_for: float | None =
         if socket.next_sample_at is None or socket.next_sample_at > first:
             socket.next_sample_at = first
             fields.append("next_sample_at")
-    socket.save(update_fields=fields)
+    socket_save_fields(socket=socket, fields=fields)
 
 
 def socket_set_emergency(*, socket: Socket, stopped: bool, by: str = "") -> Socket:

@@ -240,12 +240,14 @@ def test_a_renewal_the_plug_refuses_to_time_is_not_committed(api, socket, plug, 
     assert response.status_code == 500 and Instance.objects.get(pk=instance["id"]).deadline_at == deadline
 
 
-def test_a_timer_left_on_the_plug_never_runs_under_a_holder_without_a_deadline(api, socket, plug):
-    monitor_socket(socket.pk)
+@pytest.mark.parametrize("seen_off", [True, False], ids=["relay-seen-off-before", "relay-never-seen"])
+def test_a_timer_left_on_the_plug_never_runs_under_a_holder_without_a_deadline(api, socket, plug, seen_off):
+    if seen_off:
+        monitor_socket(socket.pk)
     plug.execute("PulseTime 130")  # 30 s, saved on the plug from an earlier run
     plug.press_button()  # a hand switches it on: the countdown starts
-    assert start(api)["triggeredPowerOn"] is False
-    assert plug.pulse_remaining_s == 0, "cleared for a holder without a deadline"
+    assert start(api)["triggeredPowerOn"] is seen_off, "taken for the start's own ON, or kept as found"
+    assert plug.is_on and plug.pulse_remaining_s == 0, "cleared for a holder without a deadline"
 
 
 def test_a_stop_that_leaves_only_holders_with_deadlines_arms_their_timer(api, socket, plug):
