@@ -3,30 +3,44 @@
 Deadlines and the watch run on the safety queue (CELERY_TASK_ROUTES), served by a worker
 pool of their own, so callbacks and sampling never delay them.
 """
+from datetime import datetime, timedelta
+
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from sockets.selectors import socket_list_due_for_sample
+from sockets.services import socket_queue_monitoring
 from sockets.tasks import FANOUT_EXPIRES
 
 from .selectors import callback_list_due, instance_list_overdue, socket_list_watch_due
-from .services import callback_deliver, instance_stop_planned, instance_stop_timeout, socket_monitor, socket_watch
+from .services import callback_deliver, instance_stop_planned, instance_stop_timeout, socket_monitor, socket_monitor_many, socket_watch
 
 
 @shared_task
 def monitor_sockets() -> int:
-    """Beat tick: one monitor_socket task per socket whose sample is due, so a dead plug delays no other."""
-    socket_ids = list(socket_list_due_for_sample(now=timezone.now()).values_list("pk", flat=True))
-    for socket_id in socket_ids:
-        monitor_socket.apply_async((socket_id,), expires=FANOUT_EXPIRES)
-    return len(socket_ids)
+    """Beat tick: one monitor_socket task per socket whose sample is due, so a dead plug delays no other; each
+    socket is leased to its task until the task expires, so no tick queues a socket twice."""
+    now = timezone.now()
+    tick, batch = timedelta(seconds=settings.SMARTSOCKET_MONITOR_TICK), settings.SMARTSOCKET_MONITOR_BATCH
+    due, queued_until = socket_queue_monitoring(now=now, ahead=tick, queued_for=timedelta(seconds=FANOUT_EXPIRES))
+    for start in range(0, len(due), batch):  # in order of due time; each batch runs when its last one is due
+        chunk = due[start:start + batch]
+        eta = max(chunk[-1][1], now)
+        monitor_socket_batch.apply_async(([pk for pk, _ in chunk], queued_until.isoformat()), eta=eta,
+                                         expires=eta + timedelta(seconds=FANOUT_EXPIRES))
+    return len(due)
 
 
 @shared_task
-def monitor_socket(socket_id: int) -> str | None:
+def monitor_socket_batch(socket_ids: list[int], queued_until: str) -> int:
+    """Sample a batch of sockets, each in a thread of its own."""
+    return socket_monitor_many(socket_ids=socket_ids, queued_until=datetime.fromisoformat(queued_until))
+
+
+@shared_task
+def monitor_socket(socket_id: int, queued_until: str | None = None) -> str | None:
     """Sample one socket; a manual change ends or opens power as the plug says."""
-    return socket_monitor(socket_id=socket_id).change
+    return socket_monitor(socket_id=socket_id, queued_until=datetime.fromisoformat(queued_until) if queued_until else None).change
 
 
 @shared_task

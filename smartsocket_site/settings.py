@@ -225,6 +225,8 @@ SMARTSOCKET_CALLBACK_ALLOWED_NETWORKS = env_networks("SMARTSOCKET_CALLBACK_ALLOW
 SMARTSOCKET_SAMPLE_INTERVAL_ON = env_float("SMARTSOCKET_SAMPLE_INTERVAL_ON", 5.0)  # per-socket override: Socket.sample_interval_on
 SMARTSOCKET_SAMPLE_INTERVAL_OFF = env_float("SMARTSOCKET_SAMPLE_INTERVAL_OFF", 30.0)
 SMARTSOCKET_MONITOR_TICK = env_float("SMARTSOCKET_MONITOR_TICK", 1.0)  # how often beat looks for sockets due
+# Sockets due at one tick are sampled in tasks of up to this many, each socket in a thread of its own.
+SMARTSOCKET_MONITOR_BATCH = int(env_float("SMARTSOCKET_MONITOR_BATCH", 10))
 SMARTSOCKET_DEADLINE_SWEEP = env_float("SMARTSOCKET_DEADLINE_SWEEP", 1.0)  # backstop of the per-instance timers
 SMARTSOCKET_RECONCILE_SWEEP = env_float("SMARTSOCKET_RECONCILE_SWEEP", 1.0)
 SMARTSOCKET_RECONCILE_BACKOFF_MAX = env_float("SMARTSOCKET_RECONCILE_BACKOFF_MAX", 60.0)

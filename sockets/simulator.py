@@ -542,6 +542,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # A fleet shares this one listening socket: socketserver's backlog of 5 would drop connections (and the
+    # client would retry only after a second), which no real plug with a socket of its own does.
+    request_queue_size = 1024
 
     def __init__(self, address, simulator):
         self.simulator = simulator
@@ -554,7 +557,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes /cm (Tasmota) and /sim/* (simulator control) requests."""
+    """Routes /cm (Tasmota) and /sim/* (simulator control) requests — of the server's plug, or under
+    /plug/<name>/ of one of its fleet (`SimulatorServer(plugs=...)`)."""
 
     protocol_version = "HTTP/1.1"  # Tasmota answers chunked with `Connection: close`
 
@@ -578,22 +582,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)  # unread bytes would turn our close into a reset
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
+        path, self.plug = url.path, self.server.simulator.plug
+        if path.startswith("/plug/"):  # one of the fleet: the prefix is part of the socket's address
+            name, _, rest = path[len("/plug/"):].partition("/")
+            self.plug, path = self.server.simulator.plugs.get(name), f"/{rest}"
         routes = {
             ("GET", "/cm"): self._cm, ("POST", "/cm"): self._cm,
             ("GET", "/sim/state"): self._sim_state, ("POST", "/sim/button"): self._sim_button,
             ("POST", "/sim/fault"): self._sim_fault, ("POST", "/sim/load"): self._sim_load,
             ("POST", "/sim/reset"): self._sim_reset, ("POST", "/sim/mains"): self._sim_mains,
         }
-        route = routes.get((self.command, url.path))
-        if route is None:
+        route = routes.get((self.command, path))
+        if route is None or self.plug is None:
             body = f"File Not Found\n\nURI: {url.path}\nMethod: {self.command}\nArguments: {len(query)}\n"
             self._send(404, body, "text/plain")
             return
         route(query)
 
     def _cm(self, query):
-        simulator = self.server.simulator
-        plug = simulator.plug
+        simulator, plug = self.server.simulator, self.plug
         if plug.latency and simulator.stopping.wait(plug.latency):
             return
         if not plug.allows_referer(self.headers.get("Referer")):
@@ -615,10 +622,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, to_json(plug.execute(cmnd)))
 
     def _sim_state(self, query):
-        self._send(200, json.dumps(self.server.simulator.plug.snapshot()))
+        self._send(200, json.dumps(self.plug.snapshot()))
 
     def _sim_button(self, query):
-        plug = self.server.simulator.plug
+        plug = self.plug
         plug.press_button()
         self._sim_state(query)
 
@@ -629,7 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             count = int(query["count"]) if query.get("count") else None
-            self.server.simulator.plug.set_fault(kind, count)
+            self.plug.set_fault(kind, count)
         except ValueError as exc:
             self._send(400, json.dumps({"error": str(exc)}))
             return
@@ -637,18 +644,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _sim_load(self, query):
         try:
-            self.server.simulator.plug.load_w = float(query["watts"])
+            self.plug.load_w = float(query["watts"])
         except (KeyError, ValueError):
             self._send(400, json.dumps({"error": "watts=<number> required"}))
             return
         self._sim_state(query)
 
     def _sim_mains(self, query):
-        self.server.simulator.plug.mains_cycle()
+        self.plug.mains_cycle()
         self._sim_state(query)
 
     def _sim_reset(self, query):
-        self.server.simulator.plug.reset()
+        self.plug.reset()
         self._sim_state(query)
 
     def _send(self, status, body, content_type="application/json"):
@@ -666,10 +673,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SimulatorServer:
-    """Serves a PlugSimulator over HTTP on a background thread; usable as a context manager."""
+    """Serves a PlugSimulator over HTTP on a background thread; usable as a context manager.
 
-    def __init__(self, plug=None, host="127.0.0.1", port=0, verbose=False):
+    `plugs` (name → PlugSimulator): a fleet served by the same port, each under /plug/<name>/ (its
+    socket's address is `http://host:port/plug/<name>`) — many plugs from one process, for benchmarks.
+    """
+
+    def __init__(self, plug=None, host="127.0.0.1", port=0, verbose=False, plugs=None):
         self.plug = plug or PlugSimulator()
+        self.plugs = dict(plugs or {})
         self.host = host
         self.port = port
         self.verbose = verbose

@@ -17,7 +17,7 @@ from .holders import (
     instance_stop_unattended,
     instances_stop,
 )
-from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_watch
+from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_monitor_many, socket_watch
 
 __all__ = [
     "CallbackFailed",
@@ -41,5 +41,6 @@ __all__ = [
     "recover",
     "socket_follow_relay",
     "socket_monitor",
+    "socket_monitor_many",
     "socket_watch",
 ]

@@ -36,6 +36,7 @@ from sockets.services import (
     socket_read_relay,
     socket_read_state,
     socket_sample_interval,
+    socket_save_fields,
     socket_seen_off,
     socket_set_failsafe_target,
     socket_take_on,
@@ -238,7 +239,8 @@ def socket_rearm_failsafe(*, socket: Socket, force: bool = False) -> bool:
     try:
         return socket_arm_failsafe(socket=socket, force=force)
     except SocketDeviceError as exc:
-        Socket.objects.filter(pk=socket.pk).update(last_error=str(exc)[:255])
+        socket.last_error = str(exc)[:255]
+        socket_save_fields(socket=socket, fields=["last_error"])
         logger.warning("%s", exc)
         return False
 

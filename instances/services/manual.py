@@ -6,11 +6,13 @@ switched OFF again (DESIGN §6.3). Both are decided here, under the socket lock,
 fresh read of the relay.
 """
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
@@ -23,11 +25,14 @@ from sockets.services import (
     socket_check_relay,
     socket_failsafe_is_wrong,
     socket_failsafe_supported,
-    socket_read_failsafe,
     socket_is_settled,
     socket_lock,
     socket_mark_seen,
-    socket_poll,
+    socket_changes_batched,
+    socket_claim_monitoring,
+    socket_observe,
+    socket_record_observation,
+    socket_release_claim,
     socket_power_off,
     socket_read_relay,
     socket_reconcile,
@@ -35,7 +40,7 @@ from sockets.services import (
 )
 
 from ..models import StopReason
-from ..selectors import failsafe_target, instance_list_running, socket_must_be_off
+from ..selectors import failsafe_target, instance_list_holders, instance_list_running, socket_must_be_off
 from .energy import holders_share_energy
 from .holders import instances_stop, socket_rearm_failsafe
 
@@ -62,44 +67,69 @@ class MonitorResult:
     stopped_instances: list[str] = field(default_factory=list)
 
 
-def socket_monitor(*, socket_id: int) -> MonitorResult:
+def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> MonitorResult:
     """Sample one socket if due; when its relay differs from the database, act on it.
 
-    Sampling runs without the socket lock; only a difference takes it.
+    The device is read without the socket lock (relay and meter in one request; a held plug's
+    own off-timer alongside); then one short transaction under the lock stores the sample,
+    gives the lease back, shares the interval's energy among the holders and re-arms the
+    timer if it is wrong. Only a difference in the relay takes the lock again, for a fresh read.
     """
-    poll = socket_poll(socket_id=socket_id)
+    claimed = socket_claim_monitoring(socket_id=socket_id, queued_until=queued_until)
+    if claimed is None:
+        return MonitorResult(poll=None)
+    observation = socket_observe(socket=claimed, timer=claimed.desired_power == PowerState.ON)
+    try:
+        with ledger_atomic():
+            socket = socket_lock(socket_id=socket_id)
+            with socket_changes_batched(socket=socket):
+                poll = socket_record_observation(socket=socket, observation=observation)
+                if poll.power is not None:  # a sample was stored: share its interval among the holders
+                    holders = list(instance_list_holders(socket=socket))
+                    holders_share_energy(socket=socket, holders=holders)
+                    if poll.power == PowerState.ON and not poll.differs and observation.timer is not None:
+                        _socket_refresh_failsafe(socket=socket, running=[h for h in holders if h.stopped_at is None], remaining=observation.timer)
+    except BaseException:
+        socket_release_claim(socket_id=socket_id)
+        raise
     change, stopped = None, []
-    if poll is not None and poll.power is not None:  # a sample was stored: share its interval among the holders
-        with transaction.atomic():
-            holders_share_energy(socket=socket_lock(socket_id=socket_id))
-    if poll is not None and poll.differs:
+    if poll.differs:
         change, stopped = socket_follow_relay(socket_id=socket_id)
         if change == RelayChange.RECONCILE:
             socket_reconcile(socket_id=socket_id, force=True)
-    if poll is not None and poll.power == PowerState.ON:
-        socket_refresh_failsafe(socket_id=socket_id)
     return MonitorResult(poll=poll, change=change, stopped_instances=stopped)
 
 
-def socket_refresh_failsafe(*, socket_id: int) -> bool:
-    """On every monitoring pass of a held ON plug, read its own off-timer (a read: nothing saved on the device)
-    and re-arm it only when it is wrong: it would end early (a reboot, drift), runs while no timer is wanted (a
-    holder without deadline, the failsafe turned off), outlives the holders by more than a little (after a stop),
-    or a target beyond the device's range has used up half the range. True when re-armed."""
-    socket = Socket.objects.get(pk=socket_id)
-    remaining = socket_read_failsafe(socket=socket) if socket.desired_power == PowerState.ON else None
-    if remaining is None:
-        return False
-    with ledger_atomic():
-        socket = socket_lock(socket_id=socket_id)
-        running = list(instance_list_running(socket=socket))
-        if not running or socket.desired_power != PowerState.ON:
-            return False  # the must-be-OFF watch's
-        target = failsafe_target(running=running) if socket_failsafe_supported(socket=socket) else None
-        socket_set_failsafe_target(socket=socket, until=target)
-        if not socket_failsafe_is_wrong(socket=socket, remaining=remaining):
+_samplers = ThreadPoolExecutor(max_workers=settings.SMARTSOCKET_MONITOR_BATCH, thread_name_prefix="monitor")
+
+
+def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None = None) -> int:
+    """socket_monitor() of several sockets at once, each in a thread of its own, so a dead plug delays no other
+    (one task for a batch saves the queue's cost per socket). Returns how many were sampled; a failure is logged."""
+    def monitor(socket_id: int) -> bool:
+        try:
+            return socket_monitor(socket_id=socket_id, queued_until=queued_until).poll is not None
+        except Exception:
+            logger.exception("monitor: socket id %s failed", socket_id)
             return False
-        return socket_rearm_failsafe(socket=socket, force=True)
+        finally:
+            close_old_connections()  # this thread's connection, as a request's end would (CONN_MAX_AGE, health checks)
+
+    return sum(_samplers.map(monitor, socket_ids))
+
+
+def _socket_refresh_failsafe(*, socket: Socket, running: list, remaining: float) -> bool:
+    """On every monitoring pass of a held ON plug, its own off-timer (read alongside the sample: nothing saved on the
+    device) is re-armed only when it is wrong: it would end early (a reboot, drift), runs while no timer is wanted (a
+    holder without deadline, the failsafe turned off), outlives the holders by more than a little (after a stop),
+    or a target beyond the device's range has used up half the range. Requires the lock. True when re-armed."""
+    if not running or socket.desired_power != PowerState.ON:
+        return False  # the must-be-OFF watch's
+    target = failsafe_target(running=running) if socket_failsafe_supported(socket=socket) else None
+    socket_set_failsafe_target(socket=socket, until=target)
+    if not socket_failsafe_is_wrong(socket=socket, remaining=remaining):
+        return False
+    return socket_rearm_failsafe(socket=socket, force=True)
 
 
 def socket_watch(*, socket_id: int) -> str | None:

@@ -26,6 +26,7 @@ from .power import (
     socket_read_energy,
     socket_read_energy_alongside,
     socket_read_failsafe,
+    socket_read_failsafe_alongside,
     socket_read_relay,
     socket_read_state,
     socket_record_fault,
@@ -38,13 +39,17 @@ from .power import (
     socket_take_on,
 )
 from .reconcile import ReconcileResult, socket_reconcile, socket_reconcile_backoff
-from .sampling import SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_poll
+from .sampling import (
+    Observation, SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_observe, socket_record_observation,
+    socket_queue_monitoring, socket_release_claim,
+)
 
 __all__ = [
     "SOCKET_CONFIG_FIELDS",
     "ConnectionTest",
     "DeviceFailure",
     "OffRelay",
+    "Observation",
     "ReconcileResult",
     "RelayState",
     "SocketPoll",
@@ -68,7 +73,7 @@ __all__ = [
     "socket_lock_named",
     "socket_mark_offline",
     "socket_mark_seen",
-    "socket_poll",
+    "socket_observe",
     "socket_power_off",
     "socket_power_on",
     "socket_read_energy",
@@ -76,9 +81,13 @@ __all__ = [
     "socket_read_failsafe",
     "socket_read_relay",
     "socket_read_state",
+    "socket_queue_monitoring",
+    "socket_read_failsafe_alongside",
     "socket_reconcile",
     "socket_reconcile_backoff",
     "socket_record_fault",
+    "socket_record_observation",
+    "socket_release_claim",
     "socket_sample_interval",
     "socket_save_fields",
     "socket_seen_off",

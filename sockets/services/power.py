@@ -508,6 +508,11 @@ def socket_read_energy_alongside(*, socket: Socket) -> Future:
     return _readers.submit(read)
 
 
+def socket_read_failsafe_alongside(*, socket: Socket) -> Future:
+    """socket_read_failsafe() in the background (to overlap it with another read); touches no database."""
+    return _readers.submit(socket_read_failsafe, socket=socket)
+
+
 def socket_read_energy(*, socket: Socket) -> EnergyReading:
     """Read the socket's meter. Raises SocketDeviceError."""
     try:

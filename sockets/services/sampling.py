@@ -1,7 +1,8 @@
 """Sampling: the meter read on a fixed interval, and the cheap relay check of sockets that must be OFF.
 
 Both read the device without the socket lock, under a lease taken by a conditional
-UPDATE, so no two workers poll one socket at once and a dead plug delays no other.
+UPDATE, so no two workers poll one socket at once and a dead plug delays no other; what
+a sample read is then stored in one short transaction under the lock.
 """
 import logging
 from dataclasses import dataclass
@@ -13,9 +14,13 @@ from django.utils import timezone
 
 from ..drivers import DeviceError, EnergyReading
 from ..models import EnergySample, PowerState, Socket
+from ..selectors import socket_list_due_for_sample
 from smartsocket_site.operations import event_count
 
-from .power import device_call_bound, device_error_kind, socket_driver, socket_read_relay, socket_record_reachability, socket_sample_interval
+from .power import (
+    device_call_bound, device_error_kind, socket_driver, socket_read_failsafe_alongside, socket_read_relay, socket_record_reachability,
+    socket_sample_interval, socket_save_fields,
+)
 
 logger = logging.getLogger(__name__)
 POWER_LOSS_CHECK = timedelta(hours=1)
@@ -50,51 +55,90 @@ def energy_sample_record(*, socket: Socket, reading: EnergyReading, is_on: bool 
     )
 
 
-def socket_claim_monitoring(*, socket_id: int) -> Socket | None:
+def socket_queue_monitoring(*, now: datetime, ahead: timedelta, queued_for: timedelta) -> tuple[list[tuple[int, datetime]], datetime]:
+    """The sockets due for a sample by `now + ahead` (so a task can be queued to run when each is due, not at the
+    next tick), each leased until `now + ahead + queued_for` to that task (one UPDATE), so a worker running behind
+    is not handed the same socket again on every tick. Returns (id, due) sorted by due, and the lease the task
+    brings back to socket_claim_monitoring(); a task that never runs lets it lapse."""
+    until = now + ahead
+    queued_until = until + queued_for
+    due = list(socket_list_due_for_sample(now=until).values_list("pk", "next_sample_at"))
+    if due:
+        socket_list_due_for_sample(now=until).filter(pk__in=[pk for pk, _ in due]).update(monitor_claimed_until=queued_until)
+        leased = set(Socket.objects.filter(pk__in=[pk for pk, _ in due], monitor_claimed_until=queued_until).values_list("pk", flat=True))
+        due = sorted(((pk, at or now) for pk, at in due if pk in leased), key=lambda item: item[1])
+    return due, queued_until
+
+
+def socket_claim_monitoring(*, socket_id: int, queued_until: datetime | None = None) -> Socket | None:
     """Take the monitoring lease of a socket whose sample is due, with one conditional UPDATE.
 
     None when it is not due or another worker holds the lease (HC sendalerts: "another
-    worker process got there first"). The lease outlives a poll, so a crashed worker only
-    delays the socket's next sample.
+    worker process got there first"); `queued_until`: the lease socket_queue_monitoring()
+    took for this task. The lease outlives a poll, so a crashed worker only delays the
+    socket's next sample.
     """
     now = timezone.now()
+    free = Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now)
+    if queued_until is not None:
+        free |= Q(monitor_claimed_until=queued_until)
     claimed = (
         Socket.objects.filter(pk=socket_id)
         .filter(Q(next_sample_at=None) | Q(next_sample_at__lte=now))
-        .filter(Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now))
+        .filter(free)
         .update(monitor_claimed_until=now + 2 * device_call_bound() + timedelta(seconds=5))
     )
     return Socket.objects.get(pk=socket_id) if claimed else None
 
 
-def socket_poll(*, socket_id: int) -> SocketPoll | None:
-    """Sample a due socket without its lock: read relay and meter, store the reading, release the lease.
+@dataclass(frozen=True)
+class Observation:
+    """What one look at a claimed socket's device found (socket_observe); nothing of it is stored yet."""
 
-    A dead device costs its driver timeouts, marks the socket offline and its relay UNKNOWN
-    (what happened meanwhile is reconcile's to settle). None when not due or claimed elsewhere.
-    """
-    socket = socket_claim_monitoring(socket_id=socket_id)
-    if socket is None:
-        return None
-    on, error, after_power_loss = None, "", None
+    on: bool | None  # the relay; None: the device did not answer
+    reading: EnergyReading | None
+    taken_at: datetime
+    timer: float | None = None  # seconds left on the plug's own off-timer, when asked and answered
+    after_power_loss: str | None = None  # the setting, when its check was due
+    error: str = ""
+
+
+def socket_observe(*, socket: Socket, timer: bool = False) -> Observation:
+    """Read a claimed socket's device without the lock and without touching the database: relay and meter in one
+    request, its off-timer alongside when `timer` (one round trip for both), the after-power-loss setting when
+    its check is due. A dead device costs its driver timeouts; the fault is in `error`."""
+    pending = socket_read_failsafe_alongside(socket=socket) if timer else None
+    on = reading = after_power_loss = None
+    error = ""
     try:
         driver = socket_driver(socket=socket)
-        on = driver.get_power()
-        reading = driver.read_energy()
-        # Stamped when read: the insert may wait for a stop that switches the relay meanwhile.
-        energy_sample_record(socket=socket, reading=reading, is_on=on, taken_at=timezone.now())
+        on, reading = driver.read_state()  # relay and meter in one request
         if _socket_power_loss_check_due(socket=socket):
             after_power_loss = driver.read_after_power_loss()
     except DeviceError as exc:
         logger.warning("monitor: %s did not answer (%s): %s", socket.name, device_error_kind(exc), exc)
         event_count(name="device_errors", label=device_error_kind(exc))
         error = str(exc)[:255]
-    finally:
-        _socket_release_monitoring(socket=socket, on=on, error=error or "monitoring failed", after_power_loss=after_power_loss)
-    if on is None:
-        return SocketPoll(socket_id=socket_id, power=None, differs=False)
-    power = PowerState.ON if on else PowerState.OFF
-    return SocketPoll(socket_id=socket_id, power=power, differs=power != socket.observed_power)
+    # Stamped when read: recording may wait for a stop that switches the relay meanwhile.
+    return Observation(on=on, reading=reading, taken_at=timezone.now(), timer=pending.result() if pending else None,
+                       after_power_loss=after_power_loss, error=error)
+
+
+def socket_record_observation(*, socket: Socket, observation: Observation) -> SocketPoll:
+    """Store an observation of a claimed socket (its sample) and give the monitoring lease back. Requires the
+    socket lock; `differs`: the relay is not where the database (as read under the lock) last saw it."""
+    if observation.on is not None:
+        energy_sample_record(socket=socket, reading=observation.reading, is_on=observation.on, taken_at=observation.taken_at)
+    power = None if observation.on is None else PowerState.ON if observation.on else PowerState.OFF
+    differs = power is not None and power != socket.observed_power
+    _socket_release_monitoring(socket=socket, on=observation.on, error=observation.error or "monitoring failed",
+                               after_power_loss=observation.after_power_loss)
+    return SocketPoll(socket_id=socket.pk, power=power, differs=differs)
+
+
+def socket_release_claim(*, socket_id: int) -> None:
+    """Give a monitoring lease back unused (recording failed): the next tick samples the socket again."""
+    Socket.objects.filter(pk=socket_id).update(monitor_claimed_until=None)
 
 
 def _socket_power_loss_check_due(*, socket: Socket) -> bool:
@@ -104,7 +148,7 @@ def _socket_power_loss_check_due(*, socket: Socket) -> bool:
 
 
 def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, after_power_loss: str | None = None) -> None:
-    """Give the lease back and set when the next sample is due; record online or offline.
+    """Give the lease back and set when the next sample is due; record online or offline (requires the lock).
 
     The next sample is due one interval after this one was due, not after it finished,
     so the beat tick and the queue's latency do not stretch the interval.
@@ -120,7 +164,9 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, a
     socket_record_reachability(socket=socket, online=on is not None, error="" if on is not None else error)
     if after_power_loss is not None:
         fields.update(after_power_loss=after_power_loss, after_power_loss_checked_at=now)
-    Socket.objects.filter(pk=socket.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(socket, name, value)
+    socket_save_fields(socket=socket, fields=list(fields))
 
 
 def socket_check_relay(*, socket_id: int) -> bool | None:

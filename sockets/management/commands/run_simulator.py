@@ -18,14 +18,18 @@ class Command(BaseCommand):
         parser.add_argument("--device-name", default="Lab Plug")
         parser.add_argument("--require-referer", action="store_true", help="behave like SetOption128 0")
         parser.add_argument("--verbose-http", action="store_true", help="log every request to stderr")
+        parser.add_argument("--fleet", type=int, default=0, metavar="N", help="also serve N plugs at /plug/1 … /plug/N (benchmarks)")
 
     def handle(self, *args, **options):
         plug = PlugSimulator(device_name=options["device_name"], load_w=options["load_w"],
                              password=options["password"], require_referer=options["require_referer"])
-        server = SimulatorServer(plug, host=options["host"], port=options["port"], verbose=options["verbose_http"])
+        fleet = {str(n): PlugSimulator(device_name=f"Fleet Plug {n}", load_w=options["load_w"]) for n in range(1, options["fleet"] + 1)}
+        server = SimulatorServer(plug, host=options["host"], port=options["port"], verbose=options["verbose_http"], plugs=fleet)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
         with server:
             self.stdout.write(f"Simulated Tasmota plug listening on {server.url}")
+            if fleet:
+                self.stdout.write(f"and {len(fleet)} more at {server.url}/plug/1 … {server.url}/plug/{len(fleet)}")
             self.stdout.flush()
             try:
                 while True:

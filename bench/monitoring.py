@@ -1,0 +1,144 @@
+"""Monitoring at scale: N simulated plugs (one simulator process, one port, /plug/<n> each), every one held
+ON by an instance and sampled every 5 s by ONE Celery worker (and beat), for a bounded time; prints how many
+samples were due, missed and late (more than 1 s after their due time), and the pace the worker kept.
+
+Usage: .venv/bin/python bench/monitoring.py [plugs] [--seconds S] [--concurrency C] [--pool threads|prefork]
+On the embedded default (SQLite, the embedded broker) unless DATABASE_URL / REDIS_URL say otherwise (the
+database must exist). Runs on 127.0.0.1 only and stops everything it started.
+"""
+import argparse
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+INTERVAL = 5.0
+LATE = timedelta(seconds=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plugs", nargs="?", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured time, after a warm-up of two intervals")
+    parser.add_argument("--concurrency", type=int, default=8, help="the worker's concurrency (the Procfile's default: 8 threads)")
+    parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
+    args = parser.parse_args()
+
+    from sockets.simulator import PlugSimulator, SimulatorServer
+
+    fleet = {str(n): PlugSimulator(device_name=f"Fleet Plug {n}", load_w=50.0 + n % 40) for n in range(1, args.plugs + 1)}
+    with tempfile.TemporaryDirectory() as var, SimulatorServer(plugs=fleet) as simulator:
+        env = {**os.environ, "SMARTSOCKET_VAR_DIR": var, "PROMETHEUS_MULTIPROC_DIR": var, "DJANGO_SETTINGS_MODULE": "smartsocket_site.settings",
+               "SMARTSOCKET_DEFAULT_SOCKET_ADDRESS": f"{simulator.url}/plug/1", "SMARTSOCKET_SAMPLE_INTERVAL_ON": str(INTERVAL)}
+        os.environ.update(env)
+        import django
+
+        django.setup()
+        import logging
+
+        logging.disable(logging.INFO)  # one line per start otherwise
+        from django.core.management import call_command
+        from django.utils import timezone
+
+        from instances.services import instance_start
+        from sockets.models import EnergySample, Socket
+        from instances.selectors import instance_list_running
+        from sockets.services import socket_create, socket_update
+
+        call_command("migrate", verbosity=0)
+        print(f"{args.plugs} plugs at {simulator.url}/plug/1 … /plug/{args.plugs}: creating sockets and holding each ON ...", flush=True)
+        for n in range(1, args.plugs + 1):
+            name, address = f"fleet-{n}", f"{simulator.url}/plug/{n}"
+            socket = Socket.objects.filter(name=name).first()  # from an earlier run on this database: its plug moved
+            socket = socket_update(socket_id=socket.pk, address=address) if socket else socket_create(name=name, address=address)
+            if not instance_list_running(socket=socket).exists():
+                instance_start(socket=socket)
+        Socket.objects.update(next_sample_at=timezone.now())  # all due at once: the hardest start
+        database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite (embedded default)"
+        broker = "Redis" if env.get("REDIS_URL") else "the embedded broker"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "smartsocket_site", "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),
+             "--queues", "celery,celery-safety", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "smartsocket_site", "beat", "--loglevel", "WARNING",
+                                 "--schedule", f"{var}/beat-schedule"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            print(f"one worker ({args.pool}, concurrency {args.concurrency}) and beat on {database} with {broker}; "
+                  f"every plug sampled every {INTERVAL:g} s; warm-up {2 * INTERVAL:g} s, then {args.seconds:g} s measured ...", flush=True)
+            time.sleep(2 * INTERVAL)
+            since, cpu, own = timezone.now(), cpu_seconds(worker.pid), cpu_seconds(os.getpid())
+            time.sleep(args.seconds)
+            until, cpu, own = timezone.now(), cpu_seconds(worker.pid) - cpu, cpu_seconds(os.getpid()) - own
+        finally:
+            for process in (beat, worker):
+                os.killpg(process.pid, signal.SIGTERM)
+            for process in (beat, worker):
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=15)
+        report(since=since, until=until, plugs=args.plugs, samples=EnergySample.objects.filter(socket__name__startswith="fleet-"))
+        print(f"CPU while measured (user + system): the worker's processes {cpu / args.seconds:.2f} cores, "
+              f"the simulated plugs (this process) {own / args.seconds:.2f} cores, of {os.cpu_count()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children still running (a prefork pool), from /proc."""
+    total = 0.0
+    pids = [pid, *(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def report(*, since, until, plugs: int, samples) -> None:
+    """Each sample against its socket's schedule: a sample is due every INTERVAL from the socket's phase (the
+    monitoring keeps it: next due = this due + interval), taken from its most punctual sample. Late: taken more
+    than 1 s after its due time; missed: a due time in the window with no sample for it."""
+    by_socket: dict[int, list] = {}
+    for socket_id, taken_at in samples.filter(taken_at__gte=since, taken_at__lte=until).order_by("socket_id", "taken_at").values_list("socket_id", "taken_at"):
+        by_socket.setdefault(socket_id, []).append((taken_at - since).total_seconds())
+    span = (until - since).total_seconds()
+    due = taken = late = missed = 0
+    lateness = []
+    for times in by_socket.values():
+        anchor = times[0]
+        offsets = [((t - anchor + INTERVAL / 2) % INTERVAL) - INTERVAL / 2 for t in times]  # against the first, within ± half
+        phase = anchor + min(offsets)  # the most punctual sample was on time
+        delays = [o - min(offsets) for o in offsets]
+        slots = {round((t - phase - d) / INTERVAL) for t, d in zip(times, delays)}
+        first, last = math.ceil(-phase / INTERVAL), math.floor((span - phase) / INTERVAL)
+        due += last - first + 1
+        taken += len(times)
+        missed += len(set(range(first, last + 1)) - slots)
+        late += sum(d > LATE.total_seconds() for d in delays)
+        lateness += delays
+    silent = plugs - len(by_socket)
+    due += silent * int(span / INTERVAL)
+    missed += silent * int(span / INTERVAL)
+    print(f"samples due: {due}, taken: {taken} ({taken / span:.1f}/s)")
+    print(f"missed: {missed} ({100 * missed / max(due, 1):.2f} %), late (> {LATE.total_seconds():g} s after due): {late} "
+          f"({100 * late / max(due, 1):.2f} %)" + (f", plugs never sampled: {silent}" if silent else ""))
+    if lateness:
+        ordered = sorted(lateness)
+        print(f"taken after due: p50 {statistics.median(ordered):.2f} s, p99 {ordered[min(int(len(ordered) * 0.99), len(ordered) - 1)]:.2f} s, "
+              f"max {ordered[-1]:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
