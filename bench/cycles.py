@@ -1,9 +1,12 @@
-"""Start→stop cycles against gunicorn and the project's simulator: cycles/s, POST/PUT p50/p99, device
-requests per call (counted at the simulator) — on the embedded default (SQLite), or on PostgreSQL when
-DATABASE_URL is set (the database must exist and be migrated; REDIS_URL is not needed: no worker runs).
+"""The API's figures against gunicorn and the project's simulator (issue 9): sequential start→stop cycles/s,
+POST/PUT p50/p99, device requests per call (counted at the simulator); 32 concurrent clients on one plug
+(cycles/s, with the invariants checked after); GET instance req/s with 8 client threads; GET /api/download
+p50 over the history the run left; and the floors under them (a request that does nothing, one that makes
+one query, one device request). On the embedded default (SQLite), or on PostgreSQL when DATABASE_URL is set
+(the database must exist; it is migrated; REDIS_URL is not needed: no worker runs).
 
-Usage: .venv/bin/python bench/cycles.py [cycles] [--workers N] [--latency SECONDS]
-Runs bounded (cycles, then stops), on 127.0.0.1 only, and stops everything it started.
+Usage: .venv/bin/python bench/cycles.py [cycles] [--workers N] [--latency SECONDS] [--clients N] [--seconds S]
+Runs bounded, on 127.0.0.1 only, and stops everything it started.
 """
 import argparse
 import os
@@ -12,7 +15,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -50,6 +55,8 @@ def main() -> None:
     parser.add_argument("cycles", nargs="?", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (make run: 2; production: 4)")
     parser.add_argument("--latency", type=float, default=0.0, help="simulated plug latency per request, seconds")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients on one plug (0: skip)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long the concurrent phases run")
     args = parser.parse_args()
 
     from sockets.simulator import PlugSimulator, SimulatorServer
@@ -61,6 +68,10 @@ def main() -> None:
                "PROMETHEUS_MULTIPROC_DIR": var, "DJANGO_SETTINGS_MODULE": "smartsocket_site.settings"}
         database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite (embedded default)"
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        os.environ.update(env)  # this process reads the same database for the invariants
+        import django
+
+        django.setup()
         port = free_port()
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "smartsocket_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", "4"],
@@ -103,9 +114,97 @@ def main() -> None:
             print(f"device requests per powering cycle (start that switches ON + stop that switches OFF): {requests_per_cycle:.1f} "
                   f"({', '.join(sorted(set(plug.commands[before:before + 8])))})")
             print(f"device requests for a start that switches nothing: {second_start}; for a stop that switches nothing: {other_stop}")
+            if args.clients:
+                concurrent_cycles(base=base, plug=plug, clients=args.clients, seconds=args.seconds)
+            reads_per_second(url=f"{base}/instance/{held_start}", threads=8, seconds=args.seconds)
+            download_p50(base=base)
+            floors(base=base, plug_url=simulator.url)
         finally:
             os.killpg(web.pid, signal.SIGTERM)
             web.wait(timeout=10)
+
+
+def concurrent_cycles(*, base: str, plug, clients: int, seconds: float) -> None:
+    """`clients` threads each running start→stop cycles on the one plug for `seconds`; then the invariants: nothing
+    runs, the relay is OFF, and it was switched ON exactly once per power period (no double power-on)."""
+    stop_at, done, errors = time.monotonic() + seconds, [], []
+    ons_before = plug.power_on_commands
+
+    def client() -> None:
+        session, count = requests.Session(), 0
+        while time.monotonic() < stop_at:
+            try:
+                instance = session.post(f"{base}/instance", timeout=30).json()["instance"]["id"]
+                session.put(f"{base}/instance/{instance}", timeout=30).raise_for_status()
+                count += 1
+            except (requests.RequestException, KeyError, ValueError) as exc:
+                errors.append(exc)
+        done.append(count)
+
+    print(f"{clients} concurrent clients on one plug for {seconds:g} s ...", flush=True)
+    began, started = time.perf_counter(), datetime.now(UTC)
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    from sockets.models import PowerPeriod
+
+    running = len(requests.get(f"{base}/status", timeout=10).json()["runningInstances"])
+    periods = PowerPeriod.objects.filter(power_on_at__gte=started).count()
+    switched_on = plug.power_on_commands - ons_before
+    print(f"{clients} clients, one plug: {sum(done) / elapsed:.1f} cycles/s ({sum(done)} cycles, {len(errors)} errors); after: running "
+          f"{running}, relay {'ON' if plug.is_on else 'OFF'}, Power On sent {switched_on}× for {periods} power periods")
+
+
+def reads_per_second(*, url: str, threads: int, seconds: float) -> None:
+    """GET one instance from `threads` clients at once for `seconds`."""
+    stop_at, counts = time.monotonic() + seconds, []
+
+    def reader() -> None:
+        session, count = requests.Session(), 0
+        while time.monotonic() < stop_at:
+            session.get(url, timeout=10).raise_for_status()
+            count += 1
+        counts.append(count)
+
+    began = time.perf_counter()
+    workers = [threading.Thread(target=reader) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(f"GET instance, {threads} client threads: {sum(counts) / (time.perf_counter() - began):.0f} req/s")
+
+
+def download_p50(*, base: str, runs: int = 15) -> None:
+    session = requests.Session()
+    times, size = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        body = session.get(f"{base}/download", timeout=60).content
+        times.append((time.perf_counter() - t0) * 1000)
+        size = len(body)
+    count = len(session.get(f"{base}/download", timeout=60).json()["instances"])
+    print(f"GET /api/download of {count} instances ({size / 1e6:.1f} MB): p50 {statistics.median(times):.0f} ms")
+
+
+def floors(*, base: str, plug_url: str, runs: int = 300) -> None:
+    """What every call pays before its own work: the web stack, one ORM query, one device request."""
+    session = requests.Session()
+    root = base.rsplit("/api", 1)[0]
+
+    def p50(url: str) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            session.get(url, timeout=10)
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    print(f"floors, p50: a request that does nothing (/healthz) {p50(f'{root}/healthz'):.2f} ms; a DRF view with one query "
+          f"(an unknown instance, 404) {p50(f'{base}/instance/unknown'):.2f} ms; one device request {p50(f'{plug_url}/cm?cmnd=Power'):.2f} ms")
 
 
 if __name__ == "__main__":
