@@ -151,7 +151,7 @@ def concurrent_cycles(*, base: str, plug, clients: int, seconds: float) -> None:
     elapsed = time.perf_counter() - began
     from sockets.models import PowerPeriod
 
-    running = len(requests.get(f"{base}/status", timeout=10).json()["runningInstances"])
+    running = len(requests.get(f"{base}/server/status", timeout=10).json()["runningInstances"])
     periods = PowerPeriod.objects.filter(power_on_at__gte=started).count()
     switched_on = plug.power_on_commands - ons_before
     print(f"{clients} clients, one plug: {sum(done) / elapsed:.1f} cycles/s ({sum(done)} cycles, {len(errors)} errors); after: running "

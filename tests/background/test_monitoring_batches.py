@@ -1,0 +1,83 @@
+"""Monitoring many plugs (issue 9): the tick queues each due socket once, batches sample every socket with a
+dead plug delaying no other, and the simulator serves a fleet from one port."""
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from instances.tasks import monitor_socket_batch
+from sockets.drivers import DeviceProtocolError, TasmotaHttpDriver
+from sockets.models import EnergySample, PowerState, Socket
+from sockets.services import socket_create, socket_queue_monitoring
+from sockets.simulator import PlugSimulator, SimulatorServer
+
+
+@pytest.fixture
+def fleet():
+    """Four simulated plugs served by one port, at /plug/1 … /plug/4."""
+    with SimulatorServer(plugs={str(n): PlugSimulator(load_w=10.0 * n) for n in range(1, 5)}) as server:
+        yield server
+
+
+@pytest.fixture
+def fleet_sockets(db, fleet) -> list[Socket]:
+    sockets = [socket_create(name=f"fleet-{n}", address=f"{fleet.url}/plug/{n}") for n in range(1, 5)]
+    Socket.objects.exclude(pk__in=[socket.pk for socket in sockets]).update(next_sample_at=timezone.now() + timedelta(hours=1))
+    return sockets
+
+
+def fleet_due(at) -> None:
+    Socket.objects.filter(name__startswith="fleet-").update(next_sample_at=at)
+
+
+def test_the_fleet_simulator_serves_each_plug_at_its_own_path(fleet):
+    first, second = (TasmotaHttpDriver(address=f"{fleet.url}/plug/{n}") for n in (1, 2))
+    assert first.set_power(True) is True
+    assert fleet.plugs["1"].is_on and not fleet.plugs["2"].is_on and second.get_power() is False
+    assert fleet.plugs["1"].commands == ["Power On"] and fleet.plugs["2"].commands == ["Power"]
+    with pytest.raises(DeviceProtocolError, match="HTTP 404"):
+        TasmotaHttpDriver(address=f"{fleet.url}/plug/9").get_power()
+
+
+def test_a_tick_queues_each_due_socket_once_while_its_task_may_still_run(fleet_sockets):
+    now = timezone.now()
+    fleet_due(now - timedelta(seconds=1))
+    due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=2))
+    assert sorted(pk for pk, _ in due) == sorted(socket.pk for socket in fleet_sockets)
+    again, _ = socket_queue_monitoring(now=now + timedelta(seconds=1), ahead=timedelta(seconds=1), queued_for=timedelta(seconds=2))
+    assert again == [], "a worker running behind is not handed the same sockets on the next tick"
+    later, _ = socket_queue_monitoring(now=lease + timedelta(milliseconds=1), ahead=timedelta(seconds=1), queued_for=timedelta(seconds=2))
+    assert len(later) == 4, "a task that never ran lets its lease lapse: the sockets are queued again"
+
+
+def test_a_tick_queues_a_socket_due_before_the_next_tick_with_its_due_time(fleet_sockets):
+    now = timezone.now()
+    fleet_due(now + timedelta(minutes=1))
+    soon = now + timedelta(milliseconds=600)
+    Socket.objects.filter(pk=fleet_sockets[2].pk).update(next_sample_at=soon)
+    due, _ = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=2))
+    assert due == [(fleet_sockets[2].pk, soon)], "sent to run when it is due, not a tick late"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_samples_each_socket_in_a_thread_of_its_own_so_a_dead_plug_delays_no_other(fleet, fleet_sockets, fast_device_timeouts):
+    fleet.plugs["2"].set_fault("timeout")  # hangs every request
+    now = timezone.now()
+    fleet_due(now)
+    due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+    began = timezone.now()
+    started = time.monotonic()
+    sampled = monitor_socket_batch([pk for pk, _ in due], lease.isoformat())
+    assert time.monotonic() - started < 5, "bounded by the dead plug's timeouts, not their sum"
+    assert sampled == 4, "each socket was claimed and looked at"
+    for socket in fleet_sockets:
+        socket.refresh_from_db()
+        assert socket.monitor_claimed_until is None, "every lease given back"
+    alive = [socket for n, socket in enumerate(fleet_sockets, start=1) if n != 2]
+    for socket in alive:
+        sample = EnergySample.objects.get(socket=socket)
+        assert (sample.taken_at - began).total_seconds() < 0.4, "not held up by the dead plug's timeout"
+        assert socket.is_online and socket.observed_power == PowerState.OFF
+    dead = fleet_sockets[1]
+    assert not EnergySample.objects.filter(socket=dead).exists() and not dead.is_online and dead.observed_power == PowerState.UNKNOWN
