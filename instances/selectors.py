@@ -48,15 +48,6 @@ def instance_list_running(*, socket: Socket) -> QuerySet[Instance]:
     return Instance.objects.filter(socket=socket, stopped_at=None).order_by("started_at", "pk")
 
 
-def instance_list_holders(*, socket: Socket) -> QuerySet[Instance]:
-    """The running instances of `socket` and those stopped since its energy was last shared (with their period):
-    all a last stop needs, read under the socket lock — who remains, and who shares the energy not shared yet."""
-    holders = Instance.objects.filter(socket=socket).select_related("power_period").order_by("started_at", "pk")
-    if socket.energy_shared_at is None:
-        return holders.filter(stopped_at=None)
-    return holders.filter(Q(stopped_at=None) | Q(stopped_at__gt=socket.energy_shared_at))
-
-
 def socket_must_be_off(*, socket: Socket, running: list[Instance]) -> bool:
     """Nobody holds the socket, or it is emergency-locked: its relay must be OFF (Python form of the rule)."""
     return socket.is_emergency_stopped or not running

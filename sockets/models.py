@@ -78,6 +78,9 @@ class Socket(models.Model):
     energy_shared_sample_id = models.BigIntegerField(null=True, blank=True)
     energy_shared_at = models.DateTimeField(null=True, blank=True)
     energy_shared_total_kwh = models.FloatField(null=True, blank=True)
+    # The latest stop that did not share its holders' energy (a holder left while others stayed, a stop without a
+    # closing reading): while it is after energy_shared_at, the next sharing must look for holders that left.
+    energy_unshared_stop_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -119,3 +119,10 @@ def holders_share_energy(*, socket: Socket, known: list[Instance] = (), holders:
 
 
 PENDING_LIMIT = 1000  # samples shared per pass; the rest by the next
+
+
+def energy_holders(*, socket: Socket, running: list[Instance]) -> list[Instance] | None:
+    """The instances that held the plug since its last shared sample, when `running` (read under the lock) are all
+    of them: no stop since then left its holders' energy unshared. None: holders_share_energy() must look them up."""
+    unshared, shared = socket.energy_unshared_stop_at, socket.energy_shared_at
+    return running if unshared is None or (shared is not None and unshared <= shared) else None

@@ -45,9 +45,9 @@ from sockets.services import (
 from ..exceptions import InstanceNotFound
 from ..models import Instance, StopReason
 from ..selectors import (
-    InstanceMeter, failsafe_target, instance_get, instance_id_check, instance_list_holders, instance_list_running, instance_meter_of,
+    InstanceMeter, failsafe_target, instance_get, instance_id_check, instance_list_running, instance_meter_of,
 )
-from .energy import holders_share_energy
+from .energy import energy_holders, holders_share_energy
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def instance_first_deadline(*, socket: Socket, started_at, timeout_ms: int | Non
 
 
 def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay, actor: Actor | None = None,
-                   holders: list[Instance] | None = None) -> DeviceFailure | None:
+                   running: list[Instance] | None = None) -> DeviceFailure | None:
     """THE stop path: end the running `instances` of `socket`; if no other holder remains, the socket goes OFF.
 
     Requires the socket lock inside recording_device_faults(). The last holders' stop sets the
@@ -174,14 +174,14 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     the reason (`<timeout>`, `<emergency>`, `<manual>`), treats the relay as `relay` says and
     closes the period once the relay is OFF. Returns the device failure a SWITCH_OR_LEAVE or
     LEAVE left for reconcile; OffRelay.SWITCH raises it instead (the caller's transaction rolls back).
-    Each ending is recorded in the ledger here, with `actor` (None: the service decided). `holders`: the
-    socket's instances as instance_list_holders() read them under this lock, when the caller has them.
+    Each ending is recorded in the ledger here, with `actor` (None: the service decided). `running`: the
+    socket's running instances as the caller read them under this lock (with their period), if it did.
     """
     ids = [instance.pk for instance in instances]
-    if holders is None:
+    if running is None:
         remaining = list(instance_list_running(socket=socket).exclude(pk__in=ids))
     else:
-        remaining = [holder for holder in holders if holder.stopped_at is None and holder.pk not in ids]
+        remaining = [holder for holder in running if holder.pk not in ids]
     last = not remaining
     now = timezone.now()
     error = None
@@ -200,6 +200,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
             energy_sample_record(socket=socket, reading=reading, relay_known=False)
             # The last holders' figures are final at once; one alone gets its meter by the same query.
             window = (instances[0].started_at, now) if len(instances) == 1 and instances[0].started_at >= retention_cutoff() else None
+            holders = energy_holders(socket=socket, running=running) if running is not None else None
             currents = holders_share_energy(socket=socket, known=instances, holders=holders, window=window)
             shared = True
     for instance in instances:
@@ -215,6 +216,9 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         ledger_record(kind=STOP_EVENTS.get(reason, EventKind.INSTANCE_STOP), socket_id=socket.pk, instance_id=instance.pk, reason=reason,
                       actor=actor, at=now, data={"lastHolder": last, "triggeredPowerOff": instance.triggered_power_off,
                                                  "energyConsumedWh": instance.energy_consumed_wh, "socketEnergyWh": instance.socket_energy_wh, "deviceError": str(error) if error else None})
+    if not shared:  # these holders' energy is shared by the next sample, which must look for them
+        socket.energy_unshared_stop_at = now
+        socket_save_fields(socket=socket, fields=["energy_unshared_stop_at"])
     logger.info("stop: socket=%s instances=%s reason=%s lastHolder=%s%s", socket.name, ids, reason, last,
                 f" (the plug did not confirm OFF; reconcile takes over: {error})" if error else "")
     return error
@@ -270,14 +274,14 @@ def _instance_stop_requested(*, instance_id: str, reason: str, delete: bool, act
     with recording_device_faults(), ledger_atomic():
         locked = _socket_lock_holding(instance_id=instance_id)
         with socket_changes_batched(socket=locked) as socket:
-            holders = list(instance_list_holders(socket=socket))
-            instance = next((holder for holder in holders if holder.pk == instance_id), None)
+            running = list(instance_list_running(socket=socket).select_related("power_period"))
+            instance = next((holder for holder in running if holder.pk == instance_id), None)
             if instance is None:  # stopped before: read as it is (a repeat stop, or a delete that hides it)
                 instance = instance_get(instance_id=instance_id)
             instance.socket = socket
             triggered = False
             if instance.is_running:
-                instances_stop(socket=socket, instances=[instance], reason=reason, relay=OffRelay.SWITCH, actor=actor, holders=holders)
+                instances_stop(socket=socket, instances=[instance], reason=reason, relay=OffRelay.SWITCH, actor=actor, running=running)
                 triggered = instance.triggered_power_off
             elif delete:  # a stopped one is only hidden: that is recorded too
                 ledger_record(kind=EventKind.INSTANCE_DELETE, socket_id=socket.pk, instance_id=instance.pk, reason=instance.stop_reason, actor=actor)

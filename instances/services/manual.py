@@ -40,8 +40,8 @@ from sockets.services import (
 )
 
 from ..models import StopReason
-from ..selectors import failsafe_target, instance_list_holders, instance_list_running, socket_must_be_off
-from .energy import holders_share_energy
+from ..selectors import failsafe_target, instance_list_running, socket_must_be_off
+from .energy import energy_holders, holders_share_energy
 from .holders import instances_stop, socket_rearm_failsafe
 
 # An OFF this close to the armed timer's end (or after it) is the timer's, not a hand's.
@@ -85,10 +85,10 @@ def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> M
             with socket_changes_batched(socket=socket):
                 poll = socket_record_observation(socket=socket, observation=observation)
                 if poll.power is not None:  # a sample was stored: share its interval among the holders
-                    holders = list(instance_list_holders(socket=socket))
-                    holders_share_energy(socket=socket, holders=holders)
+                    running = list(instance_list_running(socket=socket))
+                    holders_share_energy(socket=socket, holders=energy_holders(socket=socket, running=running))
                     if poll.power == PowerState.ON and not poll.differs and observation.timer is not None:
-                        _socket_refresh_failsafe(socket=socket, running=[h for h in holders if h.stopped_at is None], remaining=observation.timer)
+                        _socket_refresh_failsafe(socket=socket, running=running, remaining=observation.timer)
     except BaseException:
         socket_release_claim(socket_id=socket_id)
         raise
