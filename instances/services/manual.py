@@ -6,13 +6,14 @@ switched OFF again (DESIGN §6.3). Both are decided here, under the socket lock,
 fresh read of the relay.
 """
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
@@ -116,6 +117,19 @@ def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None 
             close_old_connections()  # this thread's connection, as a request's end would (CONN_MAX_AGE, health checks)
 
     return sum(_samplers.map(monitor, socket_ids))
+
+
+def socket_monitor_connections_close() -> None:
+    """Close the database connection each batch thread keeps open between batches (CONN_MAX_AGE), all at once:
+    for a test database about to be dropped, or a database about to be restarted."""
+    workers = settings.SMARTSOCKET_MONITOR_BATCH
+    together = threading.Barrier(workers, timeout=10)
+
+    def close(_) -> None:
+        together.wait()  # every thread of the pool takes one, so each closes its own
+        connection.close()
+
+    list(_samplers.map(close, range(workers)))
 
 
 def _socket_refresh_failsafe(*, socket: Socket, running: list, remaining: float) -> bool:

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from instances.services.manual import socket_monitor_connections_close
 from instances.tasks import monitor_socket_batch
 from sockets.drivers import DeviceProtocolError, TasmotaHttpDriver
 from sockets.models import EnergySample, PowerState, Socket
@@ -60,8 +61,16 @@ def test_a_tick_queues_a_socket_due_before_the_next_tick_with_its_due_time(fleet
     assert due == [(fleet_sockets[2].pk, soon)], "sent to run when it is due, not a tick late"
 
 
+@pytest.fixture
+def batch_threads():
+    """The batch threads' database connections are closed after the test, so the test database can be dropped."""
+    yield
+    socket_monitor_connections_close()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_samples_each_socket_in_a_thread_of_its_own_so_a_dead_plug_delays_no_other(fleet, fleet_sockets, fast_device_timeouts):
+def test_a_batch_samples_each_socket_in_a_thread_of_its_own_so_a_dead_plug_delays_no_other(fleet, fleet_sockets, fast_device_timeouts,
+                                                                                          batch_threads):
     fleet.plugs["2"].set_fault("timeout")  # hangs every request
     now = timezone.now()
     fleet_due(now)

@@ -12,6 +12,10 @@ from audit.ledger import ledger_head, ledger_verify
 from audit.models import Event, EventKind
 from instances.models import Instance
 from sockets.models import PowerPeriod
+from sockets.services import socket_update
+from sockets.shelly_simulator import ShellyServer, ShellySimulator
+from sockets.simulator import PlugSimulator
+from sockets.simulator_mqtt import MqttPlug
 
 THREADS = 32
 ROUNDS = 4
@@ -132,4 +136,65 @@ def test_32_clients_on_three_sockets(postgres, web, plugs):
         assert record.held.get(name), f"no client used {name}"
         assert_plug_history(name, plug, record)
     assert not Instance.objects.filter(stopped_at=None).exists()
+    assert_one_unbroken_chain()
+
+
+class ShellyHistory:
+    """A Shelly switch's own record, read the way assert_plug_history reads a PlugSimulator's. Arming the flip-back
+    timer is a `Switch.Set on:true` to an ON switch, so switch commands are counted by the changes they made."""
+
+    def __init__(self, device: ShellySimulator):
+        self.device, self.switch = device, device.switches[0]
+
+    @property
+    def is_on(self) -> bool:
+        return self.device.is_on(0)
+
+    @property
+    def transitions(self) -> list[tuple[float, bool, str]]:
+        with self.device.lock:
+            return list(self.switch.transitions)
+
+    @property
+    def power_on_commands(self) -> int:
+        return sum(1 for _, on, _ in self.transitions if on)
+
+    @property
+    def power_off_commands(self) -> int:
+        return sum(1 for _, on, _ in self.transitions if not on)
+
+    def was_on_throughout(self, t0: float, t1: float) -> bool:
+        state = False
+        for at, on, _ in self.transitions:
+            if at <= t0:
+                state = on
+            elif at <= t1 and not on:
+                return False
+        return state
+
+
+@pytest.fixture(params=["shelly_rpc", "tasmota_mqtt"])
+def device(request, socket):
+    """The default socket on a Shelly Gen2 over HTTP, or on a Tasmota over MQTT (a real Mosquitto); its history."""
+    if request.param == "shelly_rpc":
+        with ShellyServer(ShellySimulator(switches=1)) as server:
+            socket_update(socket_id=socket.pk, driver="shelly_rpc", address=server.url)
+            yield ShellyHistory(server.device)
+    else:
+        broker = request.getfixturevalue("broker")
+        with MqttPlug(plug=PlugSimulator(), port=broker.port, topic="lab_plug_1") as plug:
+            socket_update(socket_id=socket.pk, driver="tasmota_mqtt", address=f"{broker.url}/lab_plug_1")
+            yield plug.plug
+
+
+@pytest.mark.timeout(240)
+def test_32_clients_on_one_socket_of_each_driver(postgres, web, device):
+    """DESIGN §3.2 on the other drivers: ON whenever someone holds it, switched once per period, one chain."""
+    record = hammer(web, ["default"])
+
+    assert record.failures == []
+    assert sum(len(v) for v in record.held.values()) == THREADS * ROUNDS
+    assert_plug_history("default", device, record)
+    assert not Instance.objects.filter(stopped_at=None).exists()
+    assert len(record.held["default"]) > PowerPeriod.objects.count()  # holders really overlapped
     assert_one_unbroken_chain()
