@@ -4,7 +4,11 @@ import requests
 
 from instances.models import Instance, StopReason
 from sockets.models import PowerPeriod, PowerState
-from tests.processes import free_port, gunicorn, process_env
+from sockets.services import socket_update
+from sockets.shelly_simulator import ShellyServer, ShellySimulator
+from sockets.simulator import PlugSimulator
+from sockets.simulator_mqtt import MqttPlug
+from tests.processes import eventually, free_port, gunicorn, process_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 # DESIGN §4: an unreachable or garbled device is a 500, a device in the wrong state a 409.
@@ -95,3 +99,92 @@ def test_a_fault_during_emergency_stop_still_stops_and_locks_everything(api, soc
     # a process stopping its instance after the emergency stop gets a 2xx, even while the plug is faulty
     assert call("PUT", f"{api}/instance/{second}").status_code == 200
     plug.clear_fault()
+
+
+class OtherDevice:
+    """The default socket's device on another driver, with the faults that driver's transport can have:
+    `timeout` (the device takes the request and never answers) and `refuse` (nothing listens: the Shelly's
+    HTTP server, or the MQTT broker, is down)."""
+
+    def __init__(self, request, socket):
+        self.driver, self.socket = request.param, socket
+        if self.driver == "shelly_rpc":
+            self.shelly = ShellyServer(ShellySimulator()).start()
+            self.port = int(self.shelly.url.rsplit(":", 1)[1])
+            socket_update(socket_id=socket.pk, driver="shelly_rpc", address=self.shelly.url)
+        else:
+            self.broker = request.getfixturevalue("broker")
+            self.mqtt = MqttPlug(plug=PlugSimulator(), port=self.broker.port, topic="lab_plug_1").start()
+            socket_update(socket_id=socket.pk, driver="tasmota_mqtt", address=f"{self.broker.url}/lab_plug_1")
+
+    @property
+    def is_on(self) -> bool:
+        return self.shelly.device.is_on(0) if self.driver == "shelly_rpc" else self.mqtt.plug.is_on
+
+    def set_fault(self, fault: str) -> None:
+        if fault == "timeout" and self.driver == "shelly_rpc":
+            self.shelly.device.hang = True
+        elif fault == "timeout":
+            self.mqtt.silent = True
+        elif self.driver == "shelly_rpc":
+            self.shelly.stop()
+        else:
+            self.broker.kill()  # its config stays, for the restart on the same port
+
+    def clear_fault(self, fault: str) -> None:
+        if fault == "timeout" and self.driver == "shelly_rpc":
+            self.shelly.device.hang = False
+        elif fault == "timeout":
+            self.mqtt.silent = False
+        elif self.driver == "shelly_rpc":
+            self.shelly = ShellyServer(self.shelly.device, port=self.port).start()
+        else:
+            self.broker.start()
+
+    def close(self) -> None:
+        if self.driver == "shelly_rpc":
+            self.shelly.stop()
+        else:
+            self.mqtt.stop()
+
+
+@pytest.fixture(params=["shelly_rpc", "tasmota_mqtt"])
+def other_device(request, api, socket):
+    device = OtherDevice(request, socket)
+    yield device
+    device.close()
+
+
+def start_once_back(api: str) -> str:
+    """Start as soon as the device answers again (an MQTT client reconnects to a restarted broker with a backoff)."""
+    return eventually(lambda: (response := requests.post(f"{api}/instance", data={"emergencyStopTimeout": "600000"}, timeout=30)).status_code == 200
+                      and response.json()["instance"]["id"], timeout=15, what="a start once the device is back")
+
+
+@pytest.mark.parametrize("fault", ["timeout", "refuse"])
+def test_on_every_driver_a_fault_during_start_creates_nothing(api, socket, other_device, fault):
+    other_device.set_fault(fault)
+    assert_error(call("POST", f"{api}/instance"), 500, "socket_device_error")
+    other_device.clear_fault(fault)
+
+    assert not Instance.objects.exists() and not PowerPeriod.objects.exists()
+    socket.refresh_from_db()
+    assert socket.desired_power == PowerState.OFF and socket.last_error
+    assert not other_device.is_on
+    start_once_back(api)
+    assert other_device.is_on and PowerPeriod.objects.get().power_off_at is None
+
+
+@pytest.mark.parametrize("fault", ["timeout", "refuse"])
+def test_on_every_driver_a_fault_during_the_last_stop_keeps_the_instance_running_and_the_plug_on(api, socket, other_device, fault):
+    instance_id = start(api)
+    other_device.set_fault(fault)
+    assert_error(call("PUT", f"{api}/instance/{instance_id}"), 500, "socket_device_error")
+    other_device.clear_fault(fault)
+
+    instance = Instance.objects.get(pk=instance_id)
+    assert instance.is_running and PowerPeriod.objects.get().power_off_at is None
+    socket.refresh_from_db()
+    assert socket.desired_power == PowerState.ON and other_device.is_on
+    eventually(lambda: call("PUT", f"{api}/instance/{instance_id}").status_code == 200, timeout=15, what="the retried stop")
+    assert not other_device.is_on and PowerPeriod.objects.get().power_off_at is not None
