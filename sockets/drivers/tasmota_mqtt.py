@@ -116,6 +116,12 @@ class _Broker:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.started = False
+        self.used_at = time.monotonic()
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread (a client nobody uses any more)."""
+        self.client.disconnect()
+        self.client.loop_stop()
 
     def ensure_connected(self, timeout: float) -> None:
         with self.lock:
@@ -187,15 +193,23 @@ class _Broker:
 
 _brokers: dict[tuple, _Broker] = {}
 _brokers_lock = threading.Lock()
+# A broker client no command used for this long is closed: the credentials it was made with changed, or the
+# sockets that used it were removed or moved to another broker. A later command makes a new one.
+BROKER_IDLE_SECONDS = 600.0
 
 
 def _broker_for(address: MqttAddress, connect_timeout: float) -> _Broker:
     key = (os.getpid(), address.host, address.port, address.username, address.password, address.tls)
+    now = time.monotonic()
     with _brokers_lock:
         broker = _brokers.get(key)
         if broker is None:
             broker = _brokers[key] = _Broker(address, connect_timeout)
-        return broker
+        broker.used_at = now
+        idle = [_brokers.pop(other) for other, each in list(_brokers.items()) if now - each.used_at > BROKER_IDLE_SECONDS]
+    for each in idle:
+        each.close()
+    return broker
 
 
 class TasmotaMqttDriver(TasmotaHttpDriver):

@@ -108,6 +108,20 @@ def test_broker_credentials_refused_and_accepted():
         secured.stop()
 
 
+def test_a_broker_client_no_command_uses_any_more_is_closed(broker, mqtt_plug, monkeypatch):
+    """A socket's broker credentials changed: the client made with the old ones does not stay connected for good."""
+    from sockets.drivers import tasmota_mqtt
+
+    monkeypatch.setattr(tasmota_mqtt, "BROKER_IDLE_SECONDS", 0.3)
+    assert TasmotaMqttDriver(address=f"mqtt://before:pw@127.0.0.1:{broker.port}/lab_plug_1", timeout=(1.0, 1.0)).get_power() is False
+    old = next(each for each in tasmota_mqtt._brokers.values() if each.address.username == "before")
+    assert old.client.is_connected()
+    time.sleep(0.5)
+    assert TasmotaMqttDriver(address=f"mqtt://after:pw@127.0.0.1:{broker.port}/lab_plug_1", timeout=(1.0, 1.0)).get_power() is False
+    assert old not in tasmota_mqtt._brokers.values() and not old.client.is_connected()
+    assert any(each.address.username == "after" for each in tasmota_mqtt._brokers.values()), "the one in use stays"
+
+
 def test_the_driver_reconnects_after_the_broker_restarts(broker, mqtt_plug):
     plug = driver(broker)
     assert plug.get_power() is False
