@@ -66,6 +66,17 @@ def local_time(wall: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if wall is None else wall).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def on_throughout(transitions: list[tuple[float, bool, str]], *, initial: bool, t0: float, t1: float) -> bool:
+    """From a relay's changes `(time.time(), new_state, source)` and its state before them: ON during all of [t0, t1]."""
+    state = initial
+    for at, new_state, _source in transitions:
+        if at <= t0:
+            state = new_state
+        elif at <= t1 and not new_state:
+            return False
+    return state
+
+
 class PlugSimulator:
     """Thread-safe state of one simulated plug: relay, PulseTime, energy meter, faults, command record."""
 
@@ -167,13 +178,7 @@ class PlugSimulator:
         """True iff the relay was on during the whole wall-clock interval [t0, t1]."""
         with self._lock:
             self._advance()
-            state = self._initial_power
-            for at, new_state, _source in self._transitions:
-                if at <= t0:
-                    state = new_state
-                elif at <= t1 and not new_state:
-                    return False
-            return state
+            return on_throughout(self._transitions, initial=self._initial_power, t0=t0, t1=t1)
 
     def snapshot(self) -> dict:
         """Plain-JSON state for the /sim/state endpoint."""

@@ -62,12 +62,10 @@ def socket_queue_monitoring(*, now: datetime, ahead: timedelta, queued_for: time
     brings back to socket_claim_monitoring(); a task that never runs lets it lapse."""
     until = now + ahead
     queued_until = until + queued_for
-    due = list(socket_list_due_for_sample(now=until).values_list("pk", "next_sample_at"))
-    if due:
-        socket_list_due_for_sample(now=until).filter(pk__in=[pk for pk, _ in due]).update(monitor_claimed_until=queued_until)
-        leased = set(Socket.objects.filter(pk__in=[pk for pk, _ in due], monitor_claimed_until=queued_until).values_list("pk", flat=True))
-        due = sorted(((pk, at or now) for pk, at in due if pk in leased), key=lambda item: item[1])
-    return due, queued_until
+    if not socket_list_due_for_sample(now=until).update(monitor_claimed_until=queued_until):
+        return [], queued_until
+    leased = Socket.objects.filter(monitor_claimed_until=queued_until).values_list("pk", "next_sample_at")
+    return sorted(((pk, at or now) for pk, at in leased), key=lambda item: item[1]), queued_until
 
 
 def socket_claim_monitoring(*, socket_id: int, queued_until: datetime | None = None) -> Socket | None:
