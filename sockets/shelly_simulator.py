@@ -274,6 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self):
+        if self.server.stopping.is_set():  # the device is gone: a kept-alive connection is dropped, never answered
+            self.close_connection = True
+            return
         device: ShellySimulator = self.server.device
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
