@@ -6,6 +6,10 @@ password is set, `Switch.Set` with a real `toggle_after` countdown, `Switch.GetS
 `source`, `aenergy.total` in Wh and the timer fields, `Switch.GetConfig`/`SetConfig`
 (`initial_state`), errors as `{"code", "message"}`. Each switch meters on its own. `/sim/*`
 controls it (a press on the device's button, the load, a fault) for tests; loopback only.
+
+Faults (`fault`, or `/sim/fault?kind=`): `timeout` (every RPC call hangs), `http500` (the call is
+answered HTTP 500 with the firmware's `-114 unavailable` error), `garbage` (HTTP 200, a body that is
+not JSON). A device that is down is a stopped server (nothing listens: a refused connection).
 """
 import hashlib
 import json
@@ -18,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 
+SHELLY_FAULTS = (None, "timeout", "http500", "garbage")
 _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a device knows no proxy
 
 
@@ -84,7 +89,7 @@ class ShellySimulator:
         self.app, self.password = app, password
         self.switches = [ShellySwitch(load_w) for _ in range(switches)]
         self.calls: list[str] = []  # "Method" per RPC call, in order
-        self.hang = False  # every RPC call hangs (a device that accepts connections but never answers)
+        self.fault: str | None = None  # one of SHELLY_FAULTS: what every RPC call suffers
         self.lock = threading.Lock()
         self._nonces: set[str] = set()
         self.challenges = 0  # 401 answers sent: a client that keeps its digest state is challenged once
@@ -303,8 +308,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"id": call_id, "src": device.device_id, "error": {"code": 401, "message": "unauthenticated"}},
                        headers={"WWW-Authenticate": device.challenge()})
             return
-        if device.hang:
+        if device.fault == "timeout":  # accepts the connection, never answers
             self.server.stopping.wait(30)
+            return
+        if device.fault == "http500":
+            self._send(500, {"id": call_id, "src": device.device_id, "error": {"code": -114, "message": "Unavailable"}})
+            return
+        if device.fault == "garbage":
+            self._send(200, None, raw=b"\x00\xffswitch:0 output=tr")
             return
         answer = device.rpc(method, params)
         if url.path == "/rpc":
@@ -326,11 +337,14 @@ class _Handler(BaseHTTPRequestHandler):
                 for switch in device.switches:
                     switch.advance()
                 self._send(200, {"switches": [switch.status(n) for n, switch in enumerate(device.switches)], "calls": device.calls})
+        elif path == "/sim/fault" and query.get("kind") in SHELLY_FAULTS:
+            device.fault = query.get("kind") or None
+            self._send(200, {"fault": device.fault})
         else:
             self._send(404, {"message": "unknown simulator control"})
 
-    def _send(self, status: int, body, headers: dict | None = None) -> None:
-        data = json.dumps(body).encode()
+    def _send(self, status: int, body, headers: dict | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -6,6 +6,11 @@ answers like the firmware: `stat/<topic>/RESULT` (`STATUS<n>` for `Status <n>`),
 `stat/<topic>/POWER` after every power command and every switch from elsewhere (the button, the
 PulseTime countdown); `tele/<topic>/SENSOR` every TelePeriod. `vanish()` drops the connection
 without a DISCONNECT, so the broker publishes the will. The relay logic is PlugSimulator's.
+
+The plug's faults over MQTT: `timeout` (the command is taken, never answered; so is every command
+while `silent`), `garbage` (the answer topic gets a payload that is not JSON), `http500` (MQTT has
+no status code: the firmware's nearest, `{"Command":"Error"}`), `wrong_state` (as over HTTP). A
+broker that is down is `refuse`.
 """
 import json
 import socket as pysocket
@@ -99,11 +104,14 @@ class MqttPlug:
         argument = message.payload.decode(errors="replace").strip()
         cmnd = f"{word} {argument}".strip()
         fault = self.plug.receive(cmnd)
-        if fault or self.silent:
-            return  # a timeout, a dropped answer: the service's wait runs out
-        answer = self.plug.execute(cmnd)
         name = word.rstrip("0123456789").lower()
         topic = f"stat/{self.topic}/STATUS{argument}" if name == "status" else f"stat/{self.topic}/RESULT"
+        if fault == "timeout" or self.silent:
+            return  # taken, never answered: the service's wait runs out
+        if fault in ("garbage", "http500"):
+            client.publish(topic, b"\x00\xff{POWER:" if fault == "garbage" else json.dumps({"Command": "Error"}))
+            return
+        answer = self.plug.execute(cmnd)
         with self._lock:
             client.publish(topic, to_json(answer))
             index = int(word[len(name):] or 1) if name == "power" else 0

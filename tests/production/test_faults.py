@@ -5,6 +5,7 @@ import requests
 from instances.models import Instance, StopReason
 from sockets.models import PowerPeriod, PowerState
 from sockets.services import socket_update
+from sockets.services.reconcile import socket_reconcile
 from sockets.shelly_simulator import ShellyServer, ShellySimulator
 from sockets.simulator import PlugSimulator
 from sockets.simulator_mqtt import MqttPlug
@@ -101,19 +102,28 @@ def test_a_fault_during_emergency_stop_still_stops_and_locks_everything(api, soc
     plug.clear_fault()
 
 
-class OtherDevice:
-    """The default socket's device on another driver, with the faults that driver's transport can have:
-    `timeout` (the device takes the request and never answers) and `refuse` (nothing listens: the Shelly's
-    HTTP server, or the MQTT broker, is down)."""
+# The same matrix on the other drivers, each with the faults its transport can have. A Shelly's Switch.Set answers
+# only `was_on`, never the state it left, so a Shelly has no wrong-state answer to check (README, Devices).
+OTHER_FAULTS = [("shelly_rpc", "timeout", 500, "socket_device_error"), ("shelly_rpc", "http500", 500, "socket_device_error"),
+                ("shelly_rpc", "garbage", 500, "socket_device_error"), ("shelly_rpc", "refuse", 500, "socket_device_error"),
+                ("tasmota_mqtt", "timeout", 500, "socket_device_error"), ("tasmota_mqtt", "http500", 500, "socket_device_error"),
+                ("tasmota_mqtt", "garbage", 500, "socket_device_error"), ("tasmota_mqtt", "refuse", 500, "socket_device_error"),
+                ("tasmota_mqtt", "wrong_state", 409, "socket_power_failed")]
 
-    def __init__(self, request, socket):
-        self.driver, self.socket = request.param, socket
+
+class OtherDevice:
+    """The default socket's device on another driver, with its transport's faults: `timeout` (the device takes
+    the request and never answers), `http500` (a Shelly's HTTP 500 with an RPC error; over MQTT the firmware's
+    `{"Command":"Error"}`), `garbage` (an answer that is not JSON), `refuse` (nothing listens: the Shelly's HTTP
+    server, or the MQTT broker, is down), `wrong_state` (the Tasmota answers the other state and keeps its relay)."""
+
+    def __init__(self, driver: str, broker, socket):
+        self.driver, self.broker, self.socket = driver, broker, socket
         if self.driver == "shelly_rpc":
             self.shelly = ShellyServer(ShellySimulator()).start()
             self.port = int(self.shelly.url.rsplit(":", 1)[1])
             socket_update(socket_id=socket.pk, driver="shelly_rpc", address=self.shelly.url)
         else:
-            self.broker = request.getfixturevalue("broker")
             self.mqtt = MqttPlug(plug=PlugSimulator(), port=self.broker.port, topic="lab_plug_1").start()
             socket_update(socket_id=socket.pk, driver="tasmota_mqtt", address=f"{self.broker.url}/lab_plug_1")
 
@@ -122,24 +132,24 @@ class OtherDevice:
         return self.shelly.device.is_on(0) if self.driver == "shelly_rpc" else self.mqtt.plug.is_on
 
     def set_fault(self, fault: str) -> None:
-        if fault == "timeout" and self.driver == "shelly_rpc":
-            self.shelly.device.hang = True
-        elif fault == "timeout":
-            self.mqtt.silent = True
-        elif self.driver == "shelly_rpc":
+        if fault == "refuse" and self.driver == "shelly_rpc":
             self.shelly.stop()
-        else:
+        elif fault == "refuse":
             self.broker.kill()  # its config stays, for the restart on the same port
+        elif self.driver == "shelly_rpc":
+            self.shelly.device.fault = fault
+        else:
+            self.mqtt.plug.set_fault(fault)
 
     def clear_fault(self, fault: str) -> None:
-        if fault == "timeout" and self.driver == "shelly_rpc":
-            self.shelly.device.hang = False
-        elif fault == "timeout":
-            self.mqtt.silent = False
-        elif self.driver == "shelly_rpc":
+        if fault == "refuse" and self.driver == "shelly_rpc":
             self.shelly = ShellyServer(self.shelly.device, port=self.port).start()
-        else:
+        elif fault == "refuse":
             self.broker.start()
+        elif self.driver == "shelly_rpc":
+            self.shelly.device.fault = None
+        else:
+            self.mqtt.plug.clear_fault()
 
     def close(self) -> None:
         if self.driver == "shelly_rpc":
@@ -148,9 +158,10 @@ class OtherDevice:
             self.mqtt.stop()
 
 
-@pytest.fixture(params=["shelly_rpc", "tasmota_mqtt"])
+@pytest.fixture
 def other_device(request, api, socket):
-    device = OtherDevice(request, socket)
+    driver = request.node.callspec.params["driver"]
+    device = OtherDevice(driver, request.getfixturevalue("broker") if driver == "tasmota_mqtt" else None, socket)
     yield device
     device.close()
 
@@ -161,10 +172,10 @@ def start_once_back(api: str) -> str:
                       and response.json()["instance"]["id"], timeout=15, what="a start once the device is back")
 
 
-@pytest.mark.parametrize("fault", ["timeout", "refuse"])
-def test_on_every_driver_a_fault_during_start_creates_nothing(api, socket, other_device, fault):
+@pytest.mark.parametrize(("driver", "fault", "status", "code"), OTHER_FAULTS)
+def test_on_every_driver_a_fault_during_start_creates_nothing(api, socket, other_device, driver, fault, status, code):
     other_device.set_fault(fault)
-    assert_error(call("POST", f"{api}/instance"), 500, "socket_device_error")
+    assert_error(call("POST", f"{api}/instance"), status, code)
     other_device.clear_fault(fault)
 
     assert not Instance.objects.exists() and not PowerPeriod.objects.exists()
@@ -175,11 +186,12 @@ def test_on_every_driver_a_fault_during_start_creates_nothing(api, socket, other
     assert other_device.is_on and PowerPeriod.objects.get().power_off_at is None
 
 
-@pytest.mark.parametrize("fault", ["timeout", "refuse"])
-def test_on_every_driver_a_fault_during_the_last_stop_keeps_the_instance_running_and_the_plug_on(api, socket, other_device, fault):
+@pytest.mark.parametrize(("driver", "fault", "status", "code"), OTHER_FAULTS)
+def test_on_every_driver_a_fault_during_the_last_stop_keeps_the_instance_running_and_the_plug_on(api, socket, other_device, driver, fault,
+                                                                                                  status, code):
     instance_id = start(api)
     other_device.set_fault(fault)
-    assert_error(call("PUT", f"{api}/instance/{instance_id}"), 500, "socket_device_error")
+    assert_error(call("PUT", f"{api}/instance/{instance_id}"), status, code)
     other_device.clear_fault(fault)
 
     instance = Instance.objects.get(pk=instance_id)
@@ -188,3 +200,21 @@ def test_on_every_driver_a_fault_during_the_last_stop_keeps_the_instance_running
     assert socket.desired_power == PowerState.ON and other_device.is_on
     eventually(lambda: call("PUT", f"{api}/instance/{instance_id}").status_code == 200, timeout=15, what="the retried stop")
     assert not other_device.is_on and PowerPeriod.objects.get().power_off_at is not None
+
+
+@pytest.mark.parametrize(("driver", "fault", "status", "code"), OTHER_FAULTS)
+def test_on_every_driver_a_fault_during_emergency_stop_still_stops_and_locks_everything(api, socket, other_device, driver, fault, status, code):
+    first, second = start(api), start(api)
+    other_device.set_fault(fault)
+    assert_error(call("POST", f"{api}/emergency-stop/{first}"), status, code)
+
+    assert all(not instance.is_running and instance.stop_reason == StopReason.EMERGENCY for instance in Instance.objects.all())
+    socket.refresh_from_db()
+    assert socket.is_emergency_stopped and socket.desired_power == PowerState.OFF
+    assert_error(call("POST", f"{api}/instance"), 409, "socket_emergency_stopped")
+    assert call("PUT", f"{api}/instance/{second}").status_code == 200
+    other_device.clear_fault(fault)
+    # the device back, reconcile (the worker's, run here) brings the relay to the database's OFF
+    eventually(lambda: socket_reconcile(socket_id=socket.pk, force=True) and not other_device.is_on, timeout=15,
+               what="the relay OFF once the device answers")
+    assert PowerPeriod.objects.get().power_off_at is not None

@@ -86,6 +86,13 @@ def test_faults_have_their_precise_kind(broker, mqtt_plug):
     mqtt_plug.silent = False
     with pytest.raises(DeviceProtocolError, match="rejected"):
         driver(broker, channel=3).get_power()  # a relay the plug does not have
+    mqtt_plug.plug.set_fault("http500", count=1)  # the firmware's {"Command":"Error"}
+    with pytest.raises(DeviceProtocolError, match="rejected"):
+        driver(broker).set_power(True)
+    mqtt_plug.plug.set_fault("garbage", count=1)  # not JSON: no answer to this command, as over MQTT it cannot be told from noise
+    with pytest.raises(DeviceTimeout):
+        driver(broker).set_power(True)
+    assert not mqtt_plug.plug.is_on and driver(broker).get_power() is False, "neither fault switched anything"
     with pytest.raises(DeviceTimeout):
         driver(broker, topic="nobody_here").get_power()
     with pytest.raises(DeviceUnreachable, match="broker not"):

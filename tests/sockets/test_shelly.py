@@ -64,11 +64,19 @@ def test_faults_have_their_precise_kind(shelly):
         driver(shelly, channel=5).get_power()
     with pytest.raises(DeviceUnreachable, match="refused"):
         ShellyRpcDriver(address="http://127.0.0.1:9", timeout=(0.5, 0.5)).get_power()
-    shelly.device.hang = True
+    shelly.device.fault = "http500"
+    with pytest.raises(DeviceProtocolError, match=r"Switch.Set refused \(-114\): Unavailable"):
+        driver(shelly).set_power(True)
+    shelly.device.fault = "garbage"
+    with pytest.raises(DeviceProtocolError, match="not JSON"):
+        driver(shelly).set_power(True)
+    shelly.device.fault = "timeout"
     started = time.monotonic()
     with pytest.raises(DeviceTimeout, match="no answer within 0.5 s"):
         driver(shelly).get_power()
     assert time.monotonic() - started < 2
+    shelly.device.fault = None
+    assert driver(shelly).get_power() is False, "no fault switched anything"
 
 
 def test_a_tasmota_plug_is_not_taken_for_a_shelly(simulator):
