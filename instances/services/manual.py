@@ -17,6 +17,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
+from sockets.drivers import SWITCHED_BY_TIMER
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     OffRelay,
@@ -35,7 +36,7 @@ from sockets.services import (
     socket_record_observation,
     socket_release_claim,
     socket_power_off,
-    socket_read_relay,
+    socket_read_switch,
     socket_reconcile,
     socket_set_failsafe_target,
 )
@@ -176,11 +177,12 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
     with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
         if pushed is not None and (socket.last_seen_at is None or pushed[1] > socket.last_seen_at):
-            on = pushed[0]
+            on, switched_by = pushed[0], None
         else:
-            on = socket_read_relay(socket=socket)
-        if on is None:
-            return None, []
+            read = socket_read_switch(socket=socket)
+            if read is None:
+                return None, []
+            on, switched_by = read
         running = list(instance_list_running(socket=socket).select_related("socket"))
         if on and socket_must_be_off(socket=socket, running=running):
             return _socket_switch_off_unheld(socket=socket), []
@@ -188,24 +190,37 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
         if power == socket.observed_power:
             return None, []
         if not on and running and socket_is_settled(socket=socket):
-            return _socket_follow_off(socket=socket, running=running)
+            return _socket_follow_off(socket=socket, running=running, switched_by=switched_by)
         socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
         return RelayChange.RECONCILE, []
 
 
-def _socket_follow_off(*, socket: Socket, running: list) -> tuple[str, list[str]]:
-    """The relay went OFF under its holders: their plug's own timer (when it was due) or a hand. Requires the lock."""
+def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None) -> tuple[str, list[str]]:
+    """The relay went OFF under its holders: the plug's own timer or a hand. Requires the lock.
+
+    A device that says who switched it (`switched_by`, Shelly's `source`) is taken at its word: its timer
+    (`timer`) or anything else (a press, another client); one that does not (Tasmota) had its timer
+    fire when the armed timer was due (FAILSAFE_TOLERANCE), else a hand switched it.
+    """
     armed = socket.failsafe_expires_at
-    fired = armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE
+    if switched_by is not None:
+        fired = switched_by == SWITCHED_BY_TIMER
+    else:
+        fired = armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE
     reason, change = (StopReason.FAILSAFE, RelayChange.FAILSAFE) if fired else (StopReason.MANUAL, RelayChange.MANUAL_OFF)
     instances_stop(socket=socket, instances=running, reason=reason, relay=OffRelay.ALREADY_OFF)
     ids = [instance.pk for instance in running]
+    by = f" (the device reports source {switched_by!r})" if switched_by is not None else ""
     if fired:
-        message = f"the plug's failsafe timer switched it OFF at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
+        if armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE:
+            when = f"at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
+        else:  # the device says its timer did it, before any the service set ran out
+            when = "before the timer the service set: a timer set on the device itself?"
+        message = f"the plug's own off-timer switched it OFF {when}"
         Socket.objects.filter(pk=socket.pk).update(last_error=message)
-        logger.error("%s: %s; instances %s ended (failsafe)", socket.name, message, ids)
+        logger.error("%s: %s; instances %s ended (failsafe)%s", socket.name, message, ids, by)
     else:
-        logger.info("monitor: %s switched OFF by hand; instances %s stopped", socket.name, ids)
+        logger.info("monitor: %s switched OFF by hand%s; instances %s stopped", socket.name, by, ids)
     return change, ids
 
 

@@ -23,6 +23,10 @@ class DeviceAuthError(DeviceProtocolError):
     """The device refused our credentials."""
 
 
+# read_switch(): the relay was last switched by the device's own off-timer (the failsafe, or an auto-off set on it).
+SWITCHED_BY_TIMER = "timer"
+
+
 @dataclass(frozen=True)
 class EnergyReading:
     """One energy-meter reading, normalised to W, V, A and kWh."""
@@ -68,6 +72,10 @@ class SocketDriver(Protocol):
     capabilities: DriverCapabilities
 
     def get_power(self) -> bool: ...
+
+    # The relay, and who switched it last as the device reports it (SWITCHED_BY_TIMER, or the device's own word:
+    # Shelly's `source`); None where the device does not say (Tasmota: a press looks like any command).
+    def read_switch(self) -> tuple[bool, str | None]: ...
 
     def set_power(self, on: bool, off_after: float | None = None) -> bool: ...  # the state the device reports afterwards
 

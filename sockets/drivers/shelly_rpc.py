@@ -42,6 +42,13 @@ class ShellyRpcDriver:
     def get_power(self) -> bool:
         return self._output(self._status())
 
+    def read_switch(self) -> tuple[bool, str | None]:
+        """The output and its `source`: `timer` (toggle_after or auto_off ran out: SWITCHED_BY_TIMER), `HTTP_in`,
+        `WS_in` (an RPC call), `init` (start-up), or a local input (`button`, `switch`, … by model)."""
+        status = self._status()
+        source = status.get("source")
+        return self._output(status), source if isinstance(source, str) and source else None
+
     def set_power(self, on: bool, off_after: float | None = None) -> bool:
         """Switch; ON with `off_after` > 0 arms the flip-back timer in the same call (`toggle_after`).
         Shelly answers `{"was_on"}` once the output is set, so the state afterwards is the one asked for."""

@@ -44,6 +44,10 @@ class TasmotaHttpDriver:
         """Read the relay state."""
         return self._parse_power(self._command(f"Power{self.index}"))
 
+    def read_switch(self) -> tuple[bool, None]:
+        """The relay; Tasmota does not say who switched it (a press answers like any command)."""
+        return self.get_power(), None
+
     def set_power(self, on: bool, off_after: float | None = None) -> bool:
         """Switch the relay and return the state the device reports.
 

@@ -528,3 +528,11 @@ def socket_read_relay(*, socket: Socket, quick: bool = False) -> bool | None:
         return socket_driver(socket=socket, quick=quick).get_power()
     except DeviceError:
         return None
+
+
+def socket_read_switch(*, socket: Socket) -> tuple[bool, str | None] | None:
+    """The relay state and who switched it last, where the device says (SocketDriver.read_switch); None when it does not answer."""
+    try:
+        return socket_driver(socket=socket).read_switch()
+    except DeviceError:
+        return None

@@ -3,6 +3,7 @@ on a Shelly socket, channels of a four-switch device, faults with their precise 
 import time
 
 import pytest
+from django.utils import timezone
 
 from instances.models import Instance, StopReason
 from instances.tasks import monitor_socket
@@ -123,6 +124,37 @@ def test_a_press_on_the_device_ends_the_holder_as_manual(api, shelly, shelly_soc
     monitor_socket(Socket.objects.get(name="bench-3").pk)
     instance = Instance.objects.get(pk=instance_id)
     assert instance.stop_reason == StopReason.MANUAL and not shelly.device.is_on(2)
+
+
+def follow(name: str) -> str:
+    """Monitoring's next look at socket `name`, at once."""
+    Socket.objects.filter(name=name).update(next_sample_at=None)
+    return monitor_socket(Socket.objects.get(name=name).pk)
+
+
+@pytest.mark.django_db
+def test_a_press_when_the_failsafe_is_due_is_told_from_the_timer_by_the_devices_source(api, shelly, shelly_sockets, settings):
+    """Tasmota cannot tell them apart (an OFF while the armed timer is due counts as the timer); a Shelly says `source`."""
+    settings.SMARTSOCKET_FAILSAFE_MARGIN = 0.3
+    instance_id = api.post("/api/instance", {"socket": "bench-1", "emergencyStopTimeout": 1000}).json()["instance"]["id"]  # no worker: not enforced
+    expires = Socket.objects.get(name="bench-1").failsafe_expires_at
+    assert 1.0 < shelly.device.timer_remaining(0) <= 2.0
+    time.sleep(1.2)  # the timer is due within the tolerance: by time alone this OFF would be the failsafe
+    shelly.device.press_button(0)
+    assert follow("bench-1") == "manual_off"
+    assert Instance.objects.get(pk=instance_id).stop_reason == StopReason.MANUAL
+    assert Socket.objects.get(name="bench-1").last_error == "" and timezone.now() < expires, "the timer had not run out"
+
+
+@pytest.mark.django_db
+def test_the_devices_own_timer_is_failsafe_even_before_the_services_deadline(api, shelly, shelly_sockets):
+    instance_id = api.post("/api/instance", {"socket": "bench-2", "emergencyStopTimeout": 60000}).json()["instance"]["id"]
+    driver(shelly, channel=2).set_power(True, off_after=0.5)  # another client's flip-back timer, far before the service's
+    time.sleep(1.3)
+    assert not shelly.device.is_on(1) and shelly.device.switches[1].source == "timer"
+    assert follow("bench-2") == "failsafe"
+    assert Instance.objects.get(pk=instance_id).stop_reason == StopReason.FAILSAFE
+    assert "before the timer the service set" in Socket.objects.get(name="bench-2").last_error
 
 
 @pytest.mark.django_db
