@@ -1,5 +1,5 @@
 """kill -9 of worker and beat while deadlines and callbacks are pending (PostgreSQL, Redis): after the
-restart each is honoured — the overdue ones at once, the others on time — and none twice."""
+restart each is honoured — the overdue ones at once, the others on time — and none twice; on every driver."""
 import time
 from collections import Counter
 
@@ -8,6 +8,9 @@ import requests
 
 from instances.models import Callback, Instance, StopReason
 from sockets.models import PowerPeriod
+from sockets.services import socket_create
+from tests.background.stack import Stack
+from tests.devices import OtherDevice
 
 from .conftest import eventually
 
@@ -78,3 +81,37 @@ def test_deadlines_and_callbacks_survive_kill_9_of_worker_and_beat(production_st
         assert device.power_on_commands == device.power_off_commands == 1, f"{name}: switched once each way"
         assert not device.is_on
     assert PowerPeriod.objects.get(socket__name="default").power_off_by == "<timeout>"
+
+
+@pytest.fixture
+def stack_with_a_late_failsafe(postgres, redis_url, transactional_db, socket, simulator):
+    """The production stack with the device's own timer 30 s after a deadline: starting worker and beat again takes
+    seconds, and the point is that they, not the device's timer, switch it OFF."""
+    yield from Stack(broker="redis", plug_url=simulator.url, SMARTSOCKET_FAILSAFE_MARGIN="30").run()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("driver", ["shelly_rpc", "tasmota_mqtt"])
+def test_on_every_driver_a_deadline_missed_while_worker_and_beat_were_dead_is_enforced_at_the_restart(stack_with_a_late_failsafe, driver, request):
+    """The restarted worker drives a Shelly or an MQTT plug (a new broker connection) as it drives a Tasmota over HTTP."""
+    lab = socket_create(name="lab", address="http://127.0.0.1:9")
+    device = OtherDevice(driver, request.getfixturevalue("broker") if driver == "tasmota_mqtt" else None, lab)
+    request.addfinalizer(device.close)
+    stack, api = stack_with_a_late_failsafe, stack_with_a_late_failsafe.api
+    instance_id = post(f"{api}/instance", data={"socket": "lab", "emergencyStopTimeout": "1500"})["instance"]["id"]
+    assert device.is_on
+
+    stack.kill_background()
+    time.sleep(DOWNTIME)  # the deadline passes; the device's own timer (deadline + 5 s) has not run out
+    assert device.is_on and Instance.objects.get(pk=instance_id).is_running
+    restarted = time.time()
+    stack.start_background()
+    eventually(lambda: not device.is_on, AT_ONCE, "the overdue deadline switched the device OFF after the restart")
+    # the relay switches inside the stop's transaction: its rows are there once it commits
+    eventually(lambda: PowerPeriod.objects.get(socket=lab).power_off_by == "<timeout>", AT_ONCE, "the period closed by the deadline")
+    instance = Instance.objects.get(pk=instance_id)
+    assert instance.stop_reason == StopReason.TIMEOUT and instance.stopped_at.timestamp() >= restarted
+    if driver == "shelly_rpc":
+        assert [source for _, on, source in device.shelly.device.switches[0].transitions] == ["HTTP_in", "HTTP_in"], "switched by the service, not its timer"
+    else:
+        assert device.mqtt.plug.power_on_commands == device.mqtt.plug.power_off_commands == 1
