@@ -7,6 +7,9 @@ import pytest
 import requests
 
 from instances.models import Instance
+from sockets.services import socket_create
+from tests.devices import OtherDevice
+from tests.processes import eventually
 
 from .stack import Stack
 
@@ -52,3 +55,28 @@ def test_a_renewal_moves_the_timer_with_the_deadline(stack, plug):
     kill_everything(stack)
     off = switched_off_by_its_timer(plug, within=deadline + 5 + 1 - time.time())
     assert deadline + 4.5 <= off <= deadline + 6.0, f"OFF {off - deadline:.2f} s after the renewed deadline"
+
+
+@pytest.fixture
+def embedded_stack(socket, simulator):
+    yield from Stack(broker="embedded", plug_url=simulator.url).run()
+
+
+@pytest.mark.parametrize("driver", ["shelly_rpc", "tasmota_mqtt"])
+def test_on_every_driver_the_device_switches_itself_off_when_the_whole_service_is_dead(embedded_stack, driver, request):
+    """Shelly: `toggle_after` (whole seconds, rounded up); Tasmota over MQTT: PulseTime sent through the broker."""
+    lab = socket_create(name="lab", address="http://127.0.0.1:9")
+    device = OtherDevice(driver, request.getfixturevalue("broker") if driver == "tasmota_mqtt" else None, lab)
+    request.addfinalizer(device.close)
+    answer = requests.post(f"{embedded_stack.api}/instance", data={"socket": "lab", "emergencyStopTimeout": 4000}, timeout=10).json()
+    deadline = Instance.objects.get(pk=answer["instance"]["id"]).deadline_at.timestamp()
+    killed = kill_everything(embedded_stack)
+    assert device.is_on and killed < deadline, "killed while the holder had the plug"
+    if driver == "shelly_rpc":
+        switch = device.shelly.device.switches[0]
+        off = eventually(lambda: next((at for at, on, source in switch.transitions if not on and source == "timer"), None),
+                         deadline + 7 - time.time(), "the Shelly switched itself off by its toggle_after")
+        assert deadline + 4.5 <= off <= deadline + 6.5
+    else:
+        off = switched_off_by_its_timer(device.mqtt.plug, within=deadline + 5 + 1 - time.time())
+        assert deadline + 4.5 <= off <= deadline + 6.0

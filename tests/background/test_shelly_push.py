@@ -8,7 +8,8 @@ from rest_framework.test import APIClient
 
 from audit.models import Event, EventKind
 from instances.models import Instance, StopReason
-from sockets.models import Socket
+from instances.tasks import monitor_socket
+from sockets.models import PowerState, Socket
 from sockets.services import socket_create, socket_update
 from sockets.shelly_simulator import ShellyServer, ShellySimulator
 from tests.processes import eventually
@@ -54,6 +55,21 @@ def test_a_press_on_the_device_ends_its_holder_within_a_second(shelly, pushing):
     eventually(lambda: any(url.endswith("output=on") and status == 200 for url, status in shelly.device.hook_calls), 3,
                "the service's own ON called its webhook too (and recorded nothing)")
     assert Event.objects.filter(kind=EventKind.MANUAL_ON).count() == 0
+
+
+def test_a_press_switching_it_on_while_nobody_holds_it_is_recorded_and_undone_within_two_seconds(shelly, pushing):
+    """DESIGN §6.3 through the webhook alone: no poll or watch runs after the first look."""
+    monitor_socket(pushing.pk)  # the service has seen it OFF: an ON now is a hand's
+    assert Socket.objects.get(pk=pushing.pk).observed_power == PowerState.OFF
+    pressed = time.time()
+    assert shelly.device.press_button(1) is True
+    eventually(lambda: not shelly.device.is_on(1), 2.0, "the service switched it OFF again")
+    off = shelly.device.switches[1].transitions[-1]
+    assert off[0] - pressed < 2.0 and off[1:] == (False, "HTTP_in")
+    # the relay switches inside the transaction that records it: the rows are there once it commits
+    eventually(lambda: Event.objects.filter(kind=EventKind.POWER_OFF, socket=pushing).count() == 1, 1.0, "its period closed")
+    assert Event.objects.get(kind=EventKind.MANUAL_ON, socket=pushing).data["by"] == "<manual>"
+    assert not Instance.objects.exists()
 
 
 def test_an_unknown_or_wrong_secret_is_a_404_and_records_nothing(live_server, shelly, pushing):
