@@ -35,7 +35,8 @@ class ShellyPushView(APIView):
     @PUSH_SCHEMA
     def get(self, request: Request, secret: str) -> Response:
         socket = socket_get_by_push_secret(secret=secret, driver="shelly_rpc")
-        change = socket_follow_push(socket_id=socket.pk, on=None, at=timezone.now())
+        went_off = request.query_params.get("output") == "off"  # the switch.off hook (the URL the service installed)
+        change = socket_follow_push(socket_id=socket.pk, on=None, at=timezone.now(), went_off=went_off)
         return Response({"socket": socket.name, "change": change})
 
     @PUSH_SCHEMA

@@ -17,7 +17,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
-from sockets.drivers import SWITCHED_BY_TIMER
+from sockets.drivers import SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     OffRelay,
@@ -160,12 +160,16 @@ def socket_watch(*, socket_id: int) -> str | None:
     return change
 
 
-def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None = None) -> tuple[str | None, list[str]]:
+def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None = None, went_off: bool = False) -> tuple[str | None, list[str]]:
     """Re-read the relay under the socket lock and act on how it differs from the database.
 
     `pushed`: the state the device published and when it arrived (the MQTT listener). Newer than
     anything the database has seen of the device, it is taken as it is — an OFF→ON blip shorter
     than a re-read is still two changes; older (a stale or repeated message), the relay is re-read.
+    `went_off`: the device said its relay went OFF (a Shelly's switch.off webhook) — a hint only, as
+    the call may come late, after the service's own OFF and a new ON; but a relay re-read ON, held,
+    and last switched by neither a command nor its timer (a hand, says the device) went OFF and back
+    ON by hand since the service switched it: a blip, followed as its two changes.
 
     ON while the socket must be OFF → switched OFF again (recorded as a `<manual>` period
     when a hand switched it from a settled OFF). OFF by hand from a settled ON while held →
@@ -184,6 +188,11 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
                 return None, []
             on, switched_by = read
         running = list(instance_list_running(socket=socket).select_related("socket"))
+        if (on and went_off and running and switched_by not in (None, SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER)
+                and socket.observed_power == PowerState.ON and socket_is_settled(socket=socket)):
+            change, stopped = _socket_follow_off(socket=socket, running=running, switched_by=switched_by)
+            _socket_switch_off_unheld(socket=socket)  # the hand's ON, on a plug nobody holds now: recorded, switched OFF
+            return change, stopped
         if on and socket_must_be_off(socket=socket, running=running):
             return _socket_switch_off_unheld(socket=socket), []
         power = PowerState.ON if on else PowerState.OFF
@@ -210,7 +219,7 @@ def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None
     reason, change = (StopReason.FAILSAFE, RelayChange.FAILSAFE) if fired else (StopReason.MANUAL, RelayChange.MANUAL_OFF)
     instances_stop(socket=socket, instances=running, reason=reason, relay=OffRelay.ALREADY_OFF)
     ids = [instance.pk for instance in running]
-    by = f" (the device reports source {switched_by!r})" if switched_by is not None else ""
+    by = f" (switched by {switched_by!r}, says the device)" if switched_by is not None else ""
     if fired:
         if armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE:
             when = f"at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"

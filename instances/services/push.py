@@ -20,9 +20,10 @@ logger = logging.getLogger(__name__)
 SAME_READING = timedelta(seconds=0.5)
 
 
-def socket_follow_push(*, socket_id: int, on: bool | None, at: datetime) -> str | None:
-    """The device published its relay state (`None`: it came back, state unknown — re-read it). Returns the RelayChange."""
-    change, _ = socket_follow_relay(socket_id=socket_id, pushed=None if on is None else (on, at))
+def socket_follow_push(*, socket_id: int, on: bool | None, at: datetime, went_off: bool = False) -> str | None:
+    """The device published its relay state (`None`: it came back, or pushed only a hint — re-read it; `went_off`: the
+    hint says it went OFF, see socket_follow_relay). Returns the RelayChange."""
+    change, _ = socket_follow_relay(socket_id=socket_id, pushed=None if on is None else (on, at), went_off=went_off)
     if change == RelayChange.RECONCILE:
         socket_reconcile(socket_id=socket_id, force=True)
     return change

@@ -3,7 +3,7 @@ from django.conf import settings
 
 from .base import (
     DeviceAuthError, DeviceError, DeviceInfo, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities, EnergyReading, SocketDriver,
-    SWITCHED_BY_TIMER,
+    SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER,
 )
 from .shelly_rpc import ShellyRpcDriver
 from .tasmota_mqtt import TasmotaMqttDriver
@@ -12,7 +12,7 @@ from .tasmota_http import TasmotaHttpDriver
 DRIVERS = {"tasmota_http": TasmotaHttpDriver, "tasmota_mqtt": TasmotaMqttDriver, "shelly_rpc": ShellyRpcDriver}
 
 __all__ = [
-    "DRIVERS", "SWITCHED_BY_TIMER", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError", "DeviceTimeout", "DeviceUnreachable",
+    "DRIVERS", "SWITCHED_BY_COMMAND", "SWITCHED_BY_TIMER", "DeviceAuthError", "DeviceError", "DeviceInfo", "DeviceProtocolError", "DeviceTimeout", "DeviceUnreachable",
     "DriverCapabilities", "EnergyReading", "ShellyRpcDriver", "SocketDriver", "TasmotaHttpDriver", "TasmotaMqttDriver", "get_driver",
 ]
 

@@ -23,8 +23,11 @@ class DeviceAuthError(DeviceProtocolError):
     """The device refused our credentials."""
 
 
-# read_switch(): the relay was last switched by the device's own off-timer (the failsafe, or an auto-off set on it).
+# read_switch(): who switched the relay last, where the device says. Its own off-timer (the failsafe, or an auto-off
+# set on it), or a command over the driver's transport (the service's — or another client's on the same transport);
+# anything else is the device's own word for a hand or its start-up (Shelly: `button`, `switch`, `init`, …).
 SWITCHED_BY_TIMER = "timer"
+SWITCHED_BY_COMMAND = "command"
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ class SocketDriver(Protocol):
 
     def get_power(self) -> bool: ...
 
-    # The relay, and who switched it last as the device reports it (SWITCHED_BY_TIMER, or the device's own word:
-    # Shelly's `source`); None where the device does not say (Tasmota: a press looks like any command).
+    # The relay, and who switched it last as the device reports it (SWITCHED_BY_TIMER, SWITCHED_BY_COMMAND or the
+    # device's own word: Shelly's `source`); None where the device does not say (Tasmota: a press looks like any command).
     def read_switch(self) -> tuple[bool, str | None]: ...
 
     def set_power(self, on: bool, off_after: float | None = None) -> bool: ...  # the state the device reports afterwards

@@ -11,7 +11,9 @@ import time
 
 from requests.auth import HTTPDigestAuth
 
-from .base import DeviceAuthError, DeviceInfo, DeviceProtocolError, DriverCapabilities, EnergyReading
+from .base import (
+    SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER, DeviceAuthError, DeviceInfo, DeviceProtocolError, DriverCapabilities, EnergyReading,
+)
 from .http import device_request
 _call_ids = itertools.count(1)
 # One digest-auth state per device and password, kept across calls: after the first challenge a call is one
@@ -19,6 +21,8 @@ _call_ids = itertools.count(1)
 _auths: dict[tuple[str, str], HTTPDigestAuth] = {}
 
 TOGGLE_AFTER_MAX_SECONDS = 64800.0  # `toggle_after` has no documented limit: the service re-arms within 18 h, as for Tasmota
+# Switch status `source` → read_switch()'s names where they have one.
+SOURCES = {"timer": SWITCHED_BY_TIMER, "HTTP_in": SWITCHED_BY_COMMAND}
 # Switch config `initial_state` → what the relay does when the mains come back.
 AFTER_POWER_LOSS = {"off": "off", "on": "on", "restore_last": "last", "match_input": "unknown"}
 
@@ -43,11 +47,14 @@ class ShellyRpcDriver:
         return self._output(self._status())
 
     def read_switch(self) -> tuple[bool, str | None]:
-        """The output and its `source`: `timer` (toggle_after or auto_off ran out: SWITCHED_BY_TIMER), `HTTP_in`,
-        `WS_in` (an RPC call), `init` (start-up), or a local input (`button`, `switch`, … by model)."""
+        """The output and who switched it (`source`): `timer` (toggle_after or auto_off ran out: SWITCHED_BY_TIMER),
+        `HTTP_in` (an RPC call over HTTP, this driver's transport: SWITCHED_BY_COMMAND), else the device's own word —
+        `WS_in` (another client's RPC over a WebSocket), `init` (start-up), a local input (`button`, `switch`, … by model)."""
         status = self._status()
         source = status.get("source")
-        return self._output(status), source if isinstance(source, str) and source else None
+        if not isinstance(source, str) or not source:
+            return self._output(status), None
+        return self._output(status), SOURCES.get(source, source)
 
     def set_power(self, on: bool, off_after: float | None = None) -> bool:
         """Switch; ON with `off_after` > 0 arms the flip-back timer in the same call (`toggle_after`).

@@ -72,6 +72,30 @@ def test_a_press_switching_it_on_while_nobody_holds_it_is_recorded_and_undone_wi
     assert not Instance.objects.exists()
 
 
+def test_an_off_on_blip_by_hand_is_two_events_and_ends_the_holder(shelly, pushing):
+    """Back ON before the switch.off call arrives: the re-read finds it ON, but switched by a hand (`source`)."""
+    instance_id = APIClient().post("/api/instance", {"socket": "shelly-2"}).json()["instance"]["id"]
+    shelly.device.press_button(1)
+    time.sleep(0.02)
+    shelly.device.press_button(1)  # back ON after 20 ms: no poll would ever see it OFF
+    eventually(lambda: Instance.objects.get(pk=instance_id).stop_reason == StopReason.MANUAL, 1.5, "the blip ended the holder")
+    eventually(lambda: not shelly.device.is_on(1), 2.0, "nobody holds it: switched OFF again")
+    eventually(lambda: Event.objects.filter(kind=EventKind.POWER_OFF, socket=pushing).count() == 1, 1.0, "the hand's ON period closed")
+    assert Event.objects.filter(kind=EventKind.MANUAL_OFF, socket=pushing).count() == Event.objects.filter(kind=EventKind.MANUAL_ON).count() == 1
+
+
+def test_the_services_own_quick_off_and_on_is_no_blip_whenever_its_calls_arrive(shelly, pushing):
+    """A stop and a new start within milliseconds: the switch.off call of the stop may arrive after the start's ON."""
+    client = APIClient()
+    first = client.post("/api/instance", {"socket": "shelly-2"}).json()["instance"]["id"]
+    client.put(f"/api/instance/{first}")
+    second = client.post("/api/instance", {"socket": "shelly-2"}).json()["instance"]["id"]
+    eventually(lambda: len(shelly.device.hook_calls) >= 3, 3, "the device called on, off and on")
+    time.sleep(0.3)
+    assert Instance.objects.get(pk=second).is_running and shelly.device.is_on(1)
+    assert not Event.objects.filter(kind__in=[EventKind.MANUAL_OFF, EventKind.MANUAL_ON]).exists()
+
+
 def test_an_unknown_or_wrong_secret_is_a_404_and_records_nothing(live_server, shelly, pushing):
     before = Event.objects.count()
     wrong = pushing.push_secret[:-1] + ("A" if pushing.push_secret[-1] != "A" else "B")  # one character off
