@@ -12,17 +12,15 @@ import json
 import logging
 import os
 import queue
-import ssl
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import paho.mqtt.client as mqtt
 from django.utils import timezone
 
 from .drivers import DeviceError
 from .drivers.tasmota_http import parse_energy
-from .drivers.tasmota_mqtt import MqttAddress, parse_mqtt_address
+from .drivers.tasmota_mqtt import MqttAddress, mqtt_client, parse_mqtt_address
 from .models import Socket
 
 logger = logging.getLogger(__name__)
@@ -37,7 +35,7 @@ class Push:
 
 
 def _broker_key(address: MqttAddress) -> tuple:
-    return address.host, address.port, address.username, address.password, address.tls
+    return address.host, address.port, address.username, address.password, address.tls, address.ca_file
 
 
 class _BrokerConnection:
@@ -45,11 +43,7 @@ class _BrokerConnection:
         self.address, self.events = address, events
         self.routes: dict[str, list[tuple[int, str]]] = {}  # topic -> [(socket id, kind)]: a device's LWT and SENSOR serve each channel
         self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smartsocket-listen-{os.getpid()}-{id(self):x}", clean_session=True)
-        if address.username:
-            self.client.username_pw_set(address.username, address.password or None)
-        if address.tls:
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self.client = mqtt_client(address, client_id=f"smartsocket-listen-{os.getpid()}-{id(self):x}")
         self.client.reconnect_delay_set(min_delay=0.5, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

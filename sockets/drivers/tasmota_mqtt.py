@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from django.conf import settings
 
 from .base import DeviceAuthError, DeviceError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, DriverCapabilities
 from .tasmota_http import TasmotaHttpDriver
@@ -33,6 +34,7 @@ class MqttAddress:
     username: str
     password: str
     tls: bool
+    ca_file: str = ""  # the CAs a TLS broker is verified against (empty: the system's)
 
     @property
     def broker(self) -> str:
@@ -47,7 +49,18 @@ def parse_mqtt_address(address: str, *, username: str = "", password: str = "") 
         raise DeviceError(f"{address!r}: not mqtt://[user:password@]host[:port]/<topic> (one topic level, no wildcards)")
     tls = url.scheme == "mqtts"
     return MqttAddress(host=url.hostname, port=url.port or (8883 if tls else 1883), topic=topic,
-                       username=unquote(url.username) if url.username else username, password=unquote(url.password) if url.password else password, tls=tls)
+                       username=unquote(url.username) if url.username else username, password=unquote(url.password) if url.password else password, tls=tls,
+                       ca_file=settings.SMARTSOCKET_MQTT_CA_FILE if tls else "")
+
+
+def mqtt_client(address: MqttAddress, *, client_id: str) -> mqtt.Client:
+    """A paho client for `address`'s broker: its credentials, and TLS verifying the broker's certificate and name."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if address.username:
+        client.username_pw_set(address.username, address.password or None)
+    if address.tls:
+        client.tls_set(ca_certs=address.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    return client
 
 
 @dataclass
@@ -104,11 +117,7 @@ class _Broker:
         self.pending_subscriptions: set[int] = set()
         self.connected = threading.Event()
         self.refused: str = ""
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"smartsocket-{os.getpid()}-{id(self):x}", clean_session=True)
-        if address.username:
-            self.client.username_pw_set(address.username, address.password or None)
-        if address.tls:
-            self.client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        self.client = mqtt_client(address, client_id=f"smartsocket-{os.getpid()}-{id(self):x}")
         self.client.connect_timeout = connect_timeout
         self.client.reconnect_delay_set(min_delay=0.5, max_delay=30)
         self.client.on_connect = self._on_connect
@@ -199,7 +208,7 @@ BROKER_IDLE_SECONDS = 600.0
 
 
 def _broker_for(address: MqttAddress, connect_timeout: float) -> _Broker:
-    key = (os.getpid(), address.host, address.port, address.username, address.password, address.tls)
+    key = (os.getpid(), address.host, address.port, address.username, address.password, address.tls, address.ca_file)
     now = time.monotonic()
     with _brokers_lock:
         broker = _brokers.get(key)

@@ -115,6 +115,21 @@ def test_broker_credentials_refused_and_accepted():
         secured.stop()
 
 
+def test_mqtts_verifies_the_broker_against_the_labs_own_ca(settings):
+    secured = Mosquitto(tls=True)
+    require_service("Mosquitto", secured.binary is not None, "the `mosquitto` command is not installed (apt-get install mosquitto)")
+    secured.start()
+    try:
+        with MqttPlug(plug=PlugSimulator(), port=secured.port, topic="tls_plug") as device:  # the plug on the broker's plain listener
+            address = f"mqtts://127.0.0.1:{secured.tls_port}/tls_plug"
+            with pytest.raises(DeviceUnreachable, match="certificate verify failed"):
+                TasmotaMqttDriver(address=address, timeout=(1.0, 1.0)).get_power()  # the system's CAs do not know the lab's
+            settings.SMARTSOCKET_MQTT_CA_FILE = secured.ca_file
+            assert TasmotaMqttDriver(address=address, timeout=(1.0, 1.0)).set_power(True) is True and device.plug.is_on
+    finally:
+        secured.stop()
+
+
 def test_a_broker_client_no_command_uses_any_more_is_closed(broker, mqtt_plug, monkeypatch):
     """A socket's broker credentials changed: the client made with the old ones does not stay connected for good."""
     from sockets.drivers import tasmota_mqtt
