@@ -7,7 +7,7 @@ planned stop all call it; `instance_stop_unattended()` is the form for stops nob
 """
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q, Subquery
@@ -166,7 +166,7 @@ def instance_first_deadline(*, socket: Socket, started_at, timeout_ms: int | Non
 
 
 def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, relay: OffRelay, actor: Actor | None = None,
-                   running: list[Instance] | None = None) -> DeviceFailure | None:
+                   running: list[Instance] | None = None, at: datetime | None = None) -> DeviceFailure | None:
     """THE stop path: end the running `instances` of `socket`; if no other holder remains, the socket goes OFF.
 
     Requires the socket lock inside recording_device_faults(). The last holders' stop sets the
@@ -176,6 +176,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     LEAVE left for reconcile; OffRelay.SWITCH raises it instead (the caller's transaction rolls back).
     Each ending is recorded in the ledger here, with `actor` (None: the service decided). `running`: the
     socket's running instances as the caller read them under this lock (with their period), if it did.
+    `at`: when it happened, if before now (the relay went OFF by hand as the device pushed it); never before a start.
     """
     ids = [instance.pk for instance in instances]
     if running is None:
@@ -183,7 +184,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
     else:
         remaining = [holder for holder in running if holder.pk not in ids]
     last = not remaining
-    now = timezone.now()
+    now = timezone.now() if at is None else max([min(at, timezone.now()), *(instance.started_at for instance in instances)])
     error = None
     socket_set_failsafe_target(socket=socket, until=failsafe_target(running=remaining))
     if remaining:  # a holder without a deadline left: the remaining ones' timer is armed (a longer one shrinks later)
@@ -194,7 +195,7 @@ def instances_stop(*, socket: Socket, instances: list[Instance], reason: str, re
         # both); stops the service decides on its own do not wait for a reading.
         closing = socket_read_energy_alongside(socket=socket) if relay is OffRelay.SWITCH else None
         error = socket_power_off(socket=socket, by=_power_off_by(instances=instances, reason=reason), cause=reason, relay=relay, actor=actor,
-                                 period=_open_period_of(instances))
+                                 period=_open_period_of(instances), at=now if at is not None else None)
         reading = closing.result() if closing is not None else None
         if reading is not None:  # stamped when it arrived; it may be from just before or just after the switch
             energy_sample_record(socket=socket, reading=reading, relay_known=False)

@@ -180,8 +180,9 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
     """
     with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
+        at = None  # when it happened: a pushed state as it arrived; a read, now
         if pushed is not None and (socket.last_seen_at is None or pushed[1] > socket.last_seen_at):
-            on, switched_by = pushed[0], None
+            (on, at), switched_by = pushed, None
         else:
             read = socket_read_switch(socket=socket)
             if read is None:
@@ -194,34 +195,34 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
             _socket_switch_off_unheld(socket=socket)  # the hand's ON, on a plug nobody holds now: recorded, switched OFF
             return change, stopped
         if on and socket_must_be_off(socket=socket, running=running):
-            return _socket_switch_off_unheld(socket=socket), []
+            return _socket_switch_off_unheld(socket=socket, at=at), []
         power = PowerState.ON if on else PowerState.OFF
         if power == socket.observed_power:
             return None, []
         if not on and running and socket_is_settled(socket=socket):
-            return _socket_follow_off(socket=socket, running=running, switched_by=switched_by)
+            return _socket_follow_off(socket=socket, running=running, switched_by=switched_by, at=at)
         socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
         return RelayChange.RECONCILE, []
 
 
-def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None) -> tuple[str, list[str]]:
-    """The relay went OFF under its holders: the plug's own timer or a hand. Requires the lock.
+def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None, at: datetime | None = None) -> tuple[str, list[str]]:
+    """The relay went OFF under its holders (`at`, if pushed; else now): the plug's own timer or a hand. Requires the lock.
 
     A device that says who switched it (`switched_by`, Shelly's `source`) is taken at its word: its timer
     (`timer`) or anything else (a press, another client); one that does not (Tasmota) had its timer
-    fire when the armed timer was due (FAILSAFE_TOLERANCE), else a hand switched it.
+    fire when the armed timer was due then (FAILSAFE_TOLERANCE), else a hand switched it.
     """
-    armed = socket.failsafe_expires_at
+    armed, when_off = socket.failsafe_expires_at, at or timezone.now()
     if switched_by is not None:
         fired = switched_by == SWITCHED_BY_TIMER
     else:
-        fired = armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE
+        fired = armed is not None and when_off >= armed - FAILSAFE_TOLERANCE
     reason, change = (StopReason.FAILSAFE, RelayChange.FAILSAFE) if fired else (StopReason.MANUAL, RelayChange.MANUAL_OFF)
-    instances_stop(socket=socket, instances=running, reason=reason, relay=OffRelay.ALREADY_OFF)
+    instances_stop(socket=socket, instances=running, reason=reason, relay=OffRelay.ALREADY_OFF, at=at)
     ids = [instance.pk for instance in running]
     by = f" (switched by {switched_by!r}, says the device)" if switched_by is not None else ""
     if fired:
-        if armed is not None and timezone.now() >= armed - FAILSAFE_TOLERANCE:
+        if armed is not None and when_off >= armed - FAILSAFE_TOLERANCE:
             when = f"at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
         else:  # the device says its timer did it, before any the service set ran out
             when = "before the timer the service set: a timer set on the device itself?"
@@ -233,15 +234,16 @@ def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None
     return change, ids
 
 
-def _socket_switch_off_unheld(*, socket: Socket) -> str:
-    """The relay is ON while the socket must be OFF: record a hand's ON, switch it OFF again. Requires the lock.
+def _socket_switch_off_unheld(*, socket: Socket, at: datetime | None = None) -> str:
+    """The relay is ON while the socket must be OFF (since `at`, if pushed): record a hand's ON, switch it OFF again.
+    Requires the lock.
 
     The period closes in the name of a pending OFF's decider (`<timeout>` after an outage),
     else of `<emergency>` (locked) or `<unheld>` (nobody holds it).
     """
     by_hand = socket_is_settled(socket=socket) and socket.observed_power == PowerState.OFF
     if by_hand:
-        power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL)
+        power_period_open(socket=socket, by=MANUAL, cause=PowerCause.MANUAL, at=at)
     if not by_hand and socket.desired_power == PowerState.OFF and socket.desired_by:  # a pending OFF: in its decider's name
         by, cause = socket.desired_by, socket.desired_cause or PowerCause.UNHELD
     elif socket.is_emergency_stopped:

@@ -388,8 +388,9 @@ class OffRelay(enum.Enum):
 
 
 def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = OffRelay.SWITCH,
-                     actor: Actor | None = None, period: PowerPeriod | None = None) -> DeviceFailure | None:
-    """The socket goes OFF for `by` (`cause`): the relay as `relay` says, the open period closed once it is OFF.
+                     actor: Actor | None = None, period: PowerPeriod | None = None, at: datetime | None = None) -> DeviceFailure | None:
+    """The socket goes OFF for `by` (`cause`): the relay as `relay` says, the open period closed once it is OFF
+    (`at`: when the relay went OFF, for ALREADY_OFF as the device pushed it; else now).
 
     Requires the socket lock inside recording_device_faults(). Returns the device failure a
     SWITCH_OR_LEAVE or LEAVE left for reconcile (the observed state is then UNKNOWN and the
@@ -412,7 +413,7 @@ def socket_power_off(*, socket: Socket, by: str, cause: str, relay: OffRelay = O
             return exc
     else:
         _socket_command(socket=socket, on=False, by=by, cause=cause)
-    power_period_close(socket=socket, by=by, cause=cause, actor=actor, period=period)
+    power_period_close(socket=socket, by=by, cause=cause, actor=actor, period=period, at=at)
     return None
 
 
