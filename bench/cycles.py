@@ -1,11 +1,12 @@
 """The API's figures against gunicorn and the project's simulator (issue 9): sequential start→stop cycles/s,
 POST/PUT p50/p99, device requests per call (counted at the simulator); 32 concurrent clients on one plug
 (cycles/s, with the invariants checked after); GET instance req/s with 8 client threads; GET /api/download
-p50 over the history the run left; and the floors under them (a request that does nothing, one that makes
-one query, one device request). On the embedded default (SQLite), or on PostgreSQL when DATABASE_URL is set
-(the database must exist; it is migrated; REDIS_URL is not needed: no worker runs).
+p50 over a history of 2,200 instances (the run's, topped up with more cycles); and the floors under them (a
+request that does nothing, one that makes one query, one device request). On the embedded default (SQLite),
+or on PostgreSQL when DATABASE_URL is set (the database must exist; it is migrated; REDIS_URL is not needed:
+no worker runs).
 
-Usage: .venv/bin/python bench/cycles.py [cycles] [--workers N] [--latency SECONDS] [--clients N] [--seconds S]
+Usage: .venv/bin/python bench/cycles.py [cycles] [--workers N] [--latency SECONDS] [--clients N] [--seconds S] [--history N]
 Runs bounded, on 127.0.0.1 only, and stops everything it started.
 """
 import argparse
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="simulated plug latency per request, seconds")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients on one plug (0: skip)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the concurrent phases run")
+    parser.add_argument("--history", type=int, default=2200, help="instances the download covers (topped up with more cycles)")
     args = parser.parse_args()
 
     from sockets.simulator import PlugSimulator, SimulatorServer
@@ -117,6 +119,7 @@ def main() -> None:
             if args.clients:
                 concurrent_cycles(base=base, plug=plug, clients=args.clients, seconds=args.seconds)
             reads_per_second(url=f"{base}/instance/{held_start}", threads=8, seconds=args.seconds)
+            top_up(base=base, instances=args.history)
             download_p50(base=base)
             floors(base=base, plug_url=simulator.url)
         finally:
@@ -176,6 +179,27 @@ def reads_per_second(*, url: str, threads: int, seconds: float) -> None:
     for worker in workers:
         worker.join()
     print(f"GET instance, {threads} client threads: {sum(counts) / (time.perf_counter() - began):.0f} req/s")
+
+
+def top_up(*, base: str, instances: int, threads: int = 4) -> None:
+    """More start→stop cycles (from `threads` clients) until the history holds `instances` instances."""
+    from instances.models import Instance
+
+    missing = instances - Instance.objects.count()
+    if missing <= 0:
+        return
+    print(f"{missing} more cycles for a history of {instances} instances ...", flush=True)
+
+    def client(count: int) -> None:
+        session = requests.Session()
+        for _ in range(count):
+            session.put(f"{base}/instance/{session.post(f'{base}/instance', timeout=30).json()['instance']['id']}", timeout=30).raise_for_status()
+
+    workers = [threading.Thread(target=client, args=(missing // threads + (n < missing % threads),)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
 
 
 def download_p50(*, base: str, runs: int = 15) -> None:

@@ -21,9 +21,11 @@ from audit.signing import signing_key
 from sockets.models import Socket
 from sockets.selectors import socket_get
 
-from .api.serializers import InstanceSerializer
+from .api.serializers import INSTANCE_VALUES, instance_representation, timestamp_text
 from .models import Instance
 from .selectors import InstanceMeter, instance_list_between, instance_list_with_meter, server_status
+
+CHUNK = 64 * 1024  # characters a streamed piece gathers: one per row cost the response a bytes conversion (and a write) each
 
 CSV_COLUMNS = ["id", "socket", "start", "stop", "duration_s", "stop_reason", "energy_wh", "peak_current_a", "socket_energy_wh",
                "label", "instance_url", "started_by", "stopped_by", "powered_on_by", "powered_off_by"]
@@ -38,9 +40,22 @@ def download_response(*, socket: Socket | None, since: datetime | None, until: d
 
 
 def attachment(body: Iterator[str], *, content_type: str, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type=content_type)
+    response = StreamingHttpResponse(_chunked(body), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _chunked(pieces: Iterator[str]) -> Iterator[str]:
+    """The same text in pieces of about CHUNK characters (memory stays bounded by one)."""
+    gathered, size = [], 0
+    for piece in pieces:
+        gathered.append(piece)
+        size += len(piece)
+        if size >= CHUNK:
+            yield "".join(gathered)
+            gathered, size = [], 0
+    if gathered:
+        yield "".join(gathered)
 
 
 def server_state_json(*, socket: Socket | None, instances: QuerySet[Instance]) -> Iterator[str]:
@@ -51,9 +66,9 @@ def server_state_json(*, socket: Socket | None, instances: QuerySet[Instance]) -
     sealer = ExportSealer(key=signing_key(), fmt="json", header=ledger + "|" + server)
     checkpoints = []
     yield '{"ledger": ' + ledger + ', "server": ' + server + ', "instances": {'
-    serializer = InstanceSerializer()  # one for all rows: its fields are built once
-    for index, instance in enumerate(instance_list_with_meter(instances=instances)):
-        key, body = encode(instance.pk), encode(serializer.to_representation(instance))
+    timestamp = timestamp_text()
+    for index, row in enumerate(instance_list_with_meter(instances=instances, values=INSTANCE_VALUES)):
+        key, body = encode(row["pk"]), encode(instance_representation(row, meter=row["meter"], timestamp=timestamp))
         seal, checkpoint = sealer.add(key + ": " + body)
         if checkpoint:
             checkpoints.append({"records": sealer.records, "signature": checkpoint})
@@ -82,8 +97,8 @@ def instances_csv(*, instances: QuerySet[Instance]) -> Iterator[str]:
     sealer = ExportSealer(key=signing_key(), fmt="csv", header=json_text(header))
     head = _ledger_cut()
     yield writer.writerow(header)
-    for instance in instance_list_with_meter(instances=instances.select_related("power_period")):
-        cells = [_cell(value) for value in _csv_row(instance=instance, meter=instance.meter)]
+    for row in instance_list_with_meter(instances=instances, values=CSV_VALUES):
+        cells = [_cell(value) for value in _csv_row(row=row, meter=row["meter"])]
         seal, checkpoint = sealer.add(json_text(cells))
         yield writer.writerow([*cells, seal])
         if checkpoint:
@@ -91,17 +106,22 @@ def instances_csv(*, instances: QuerySet[Instance]) -> Iterator[str]:
     yield writer.writerow(["#signature", sealer.records, head["seq"], head["hash"], sealer.final(ledger_seq=head["seq"], ledger_hash=head["hash"])])
 
 
-def _csv_row(*, instance: Instance, meter: InstanceMeter) -> list:
-    duration = round((instance.stopped_at - instance.started_at).total_seconds(), 3) if instance.stopped_at else None
-    period = instance.power_period
+CSV_VALUES = ("id", "socket__name", "started_at", "stopped_at", "stop_reason", "client_label", "client_instance_url", "started_by",
+              "stopped_by", "power_period_id", "power_period__power_on_by", "power_period__power_off_by")
+
+
+def _csv_row(*, row: dict, meter: InstanceMeter) -> list:
+    """One CSV_COLUMNS row from an instance's CSV_VALUES."""
+    started, stopped = row["started_at"], row["stopped_at"]
+    duration = round((stopped - started).total_seconds(), 3) if stopped else None
+    period = row["power_period_id"] is not None
     return [
-        instance.pk, instance.socket.name, instance.started_at.isoformat(),
-        instance.stopped_at.isoformat() if instance.stopped_at else None, duration,
-        instance.stop_reason, meter.energy_consumed_wh, max(meter.currents, default=None),
-        meter.socket_energy_wh, instance.client_label, instance.client_instance_url,
-        actor_text(instance.started_by) if instance.started_by else None,  # None: before the ledger, or started by the service's own code
-        None if instance.is_running else actor_text(instance.stopped_by),
-        period.power_on_by if period else None, period.power_off_by if period else None,
+        row["id"], row["socket__name"], started.isoformat(), stopped.isoformat() if stopped else None, duration,
+        row["stop_reason"], meter.energy_consumed_wh, max(meter.currents, default=None),
+        meter.socket_energy_wh, row["client_label"], row["client_instance_url"],
+        actor_text(row["started_by"]) if row["started_by"] else None,  # None: before the ledger, or started by the service's own code
+        None if stopped is None else actor_text(row["stopped_by"]),  # Instance.is_running
+        row["power_period__power_on_by"] if period else None, row["power_period__power_off_by"] if period else None,
     ]
 
 

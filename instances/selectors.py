@@ -100,8 +100,10 @@ def instance_meter(*, instance: Instance) -> InstanceMeter:
     return instance_meter_of(instance=instance, currents=currents + list(samples.values_list("current_a", flat=True)))
 
 
-def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Instance]:
+def instance_list_with_meter(*, instances: QuerySet[Instance], values: tuple[str, ...] | None = None) -> Iterator[Instance] | Iterator[dict]:
     """Each instance with its meter readings as `.meter`, in one pass and flat memory, whatever the history size.
+    With `values` (field names, as for QuerySet.values()), each is a dict of those instead of a model, its meter
+    under "meter": no model is built (the download).
 
     Cursors in the same order: the instances, and (instance id, current) rows from a join of each
     instance with its socket's samples in [start, stop or now] — and, for runs older than the
@@ -122,10 +124,17 @@ def instance_list_with_meter(*, instances: QuerySet[Instance]) -> Iterator[Insta
         socket__rollups__bucket_start__lte=Coalesce("stopped_at", Value(now)),
     ).order_by("started_at", "pk", "socket__rollups__bucket_start").values_list("pk", "socket__rollups__max_current_a")
     rollup_stream, sample_stream = _Stream(rows=rollups), _Stream(rows=samples)
-    for instance in instances.iterator(chunk_size=200):
-        old = rollup_stream.take(pk=instance.pk) if instance.started_at < cutoff else []  # no query while none is that old
-        instance.meter = instance_meter_of(instance=instance, currents=old + sample_stream.take(pk=instance.pk))
-        yield instance
+    if values is None:
+        for instance in instances.iterator(chunk_size=200):
+            old = rollup_stream.take(pk=instance.pk) if instance.started_at < cutoff else []  # no query while none is that old
+            instance.meter = instance_meter_of(instance=instance, currents=old + sample_stream.take(pk=instance.pk))
+            yield instance
+        return
+    for row in instances.values(*{*values, "pk", "started_at", "energy_consumed_wh", "socket_energy_wh"}).iterator(chunk_size=2000):
+        pk = row["pk"]
+        old = rollup_stream.take(pk=pk) if row["started_at"] < cutoff else []
+        row["meter"] = _meter(currents=old + sample_stream.take(pk=pk), energy_consumed_wh=row["energy_consumed_wh"], socket_energy_wh=row["socket_energy_wh"])
+        yield row
 
 
 class _Stream:
@@ -147,10 +156,14 @@ class _Stream:
 
 def instance_meter_of(*, instance: Instance, currents: list[float]) -> InstanceMeter:
     """The instance's share of the energy counted so far and the plug's whole figure (instances.services.energy), to the mWh."""
+    return _meter(currents=currents, energy_consumed_wh=instance.energy_consumed_wh, socket_energy_wh=instance.socket_energy_wh)
+
+
+def _meter(*, currents: list[float], energy_consumed_wh: float | None, socket_energy_wh: float | None) -> InstanceMeter:
     def rounded(wh: float | None) -> float | None:
         return None if wh is None else round(wh, 3)
 
-    return InstanceMeter(currents=currents, energy_consumed_wh=rounded(instance.energy_consumed_wh), socket_energy_wh=rounded(instance.socket_energy_wh))
+    return InstanceMeter(currents=currents, energy_consumed_wh=rounded(energy_consumed_wh), socket_energy_wh=rounded(socket_energy_wh))
 
 
 def dashboard_sockets(*, sparkline: int = 24) -> list[dict]:

@@ -4,7 +4,7 @@ import math
 from django.conf import settings
 from rest_framework import serializers
 
-from ..models import Instance
+from ..models import Instance, StopReason
 from ..selectors import InstanceMeter, instance_meter
 
 MAX_SECONDS = settings.SMARTSOCKET_MAX_TIMEOUT_MS / 1000
@@ -123,9 +123,67 @@ class InstanceSerializer(serializers.ModelSerializer):
         return instance.meter
 
     def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["stopReason"] = data["stopReason"] or None
-        return data
+        """The fields above document the shape (OpenAPI); instance_representation() writes it."""
+        values = {name: _value(instance, name) for name in INSTANCE_VALUES}
+        return instance_representation(values, meter=self._meter(instance), timestamp=timestamp_text())
+
+
+# What instance_representation() reads: Instance.objects.values(*INSTANCE_VALUES) gives it without building models (the download).
+INSTANCE_VALUES = (
+    "id", "socket__name", "energy_at_start", "emergency_stop_timeout_ms", "started_at", "stopped_at", "power_on_at", "power_off_at",
+    "stop_reason", "deadline_at", "triggered_power_on", "triggered_power_off", "client_label", "client_instance_url", "started_by", "stopped_by",
+)
+
+
+def _value(instance: Instance, name: str):
+    for part in name.split("__"):
+        instance = getattr(instance, part)
+    return instance
+
+
+def timestamp_text():
+    """DRF's DateTimeField.to_representation (DATETIME_FORMAT, e.g. ISO 8601 with `Z`) with the current time zone read once,
+    not once per value: for one call, or one download."""
+    field = serializers.DateTimeField(default_timezone=serializers.DateTimeField().default_timezone())
+    return field.to_representation
+
+
+def instance_representation(values: dict, *, meter: InstanceMeter, timestamp) -> dict:
+    """An instance as the API and the download show it (InstanceSerializer's fields, in their order), from its
+    INSTANCE_VALUES and meter; `timestamp` from timestamp_text(). None stays None, as in a DRF serializer."""
+    def when(name):
+        value = values[name]
+        return None if value is None else timestamp(value)
+
+    def text(name):
+        value = values[name]
+        return None if value is None else str(value)
+
+    timeout, reason = values["emergency_stop_timeout_ms"], values["stop_reason"]
+    return {
+        "id": str(values["id"]),
+        "socket": values["socket__name"],
+        "energy": values["energy_at_start"],
+        "amperagePerSecond": meter.currents,
+        "emergencyStopTimeout": None if timeout is None else int(timeout),
+        "startTimestamp": when("started_at"),
+        "stopTimestamp": when("stopped_at"),
+        "powerOnTimestamp": when("power_on_at"),
+        "powerOffTimestamp": when("power_off_at"),
+        "isEmergencyStopped": reason == StopReason.EMERGENCY,  # Instance.is_emergency_stopped
+        "isManuallyStopped": reason == StopReason.MANUAL,  # Instance.is_manually_stopped
+        "isRunning": values["stopped_at"] is None,  # Instance.is_running
+        "stopReason": str(reason) if reason else None,
+        "deadline": when("deadline_at"),
+        "energyConsumedWh": meter.energy_consumed_wh,
+        "socketEnergyWh": meter.socket_energy_wh,
+        "triggeredPowerOn": bool(values["triggered_power_on"]),
+        "triggeredPowerOff": bool(values["triggered_power_off"]),
+        "label": text("client_label"),
+        "instanceUrl": text("client_instance_url"),
+        "startedBy": values["started_by"],
+        "stoppedBy": values["stopped_by"],
+    }
 
 
 class StartOutputSerializer(serializers.Serializer):

@@ -94,3 +94,26 @@ def test_its_query_count_does_not_grow_with_the_instances(api, django_assert_max
         _, body = download(api, format=fmt)
 
     assert body.count("alpha") >= 5
+
+
+def test_the_api_and_the_download_write_exactly_what_the_declared_fields_render(api):
+    """instance_representation() writes an instance for the API and the download (fast: no model in the download);
+    the serializer's declared fields document it (OpenAPI). They must agree, field by field, in order."""
+    from rest_framework import serializers
+
+    from instances.api.serializers import InstanceSerializer
+    from instances.models import Instance
+    from instances.selectors import instance_list_with_meter
+
+    make_history()
+    Instance.objects.filter(pk="beta").update(stopped_at=None, stop_reason="")  # a running one too
+    _, body = download(api)
+    downloaded = json.loads(body)["instances"]
+    serializer = InstanceSerializer()
+    for instance in instance_list_with_meter(instances=Instance.objects.all()):
+        declared = serializers.ModelSerializer.to_representation(serializer, instance)  # DRF, from the declared fields
+        declared["stopReason"] = declared["stopReason"] or None
+        written = serializer.to_representation(instance)
+        assert written == declared and list(written) == list(serializer.fields), instance.pk
+        assert {key: value for key, value in downloaded[instance.pk].items() if key != "seal"} == json.loads(json.dumps(declared))
+        assert api.get(f"/api/instance/{instance.pk}").json()["instance"] == json.loads(json.dumps(declared))
