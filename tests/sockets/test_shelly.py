@@ -197,3 +197,16 @@ def test_re_arming_never_leaves_on_a_switch_that_went_off_meanwhile(shelly):
 
     shelly.device._get_status = status_then_a_hand_switches_it_off
     assert plug.arm_off_timer(30) == 0.0 and not shelly.device.is_on(0), "the hand's OFF stands"
+
+
+@pytest.mark.django_db
+def test_a_shelly_that_would_come_back_on_after_a_power_loss_is_flagged_and_set_to_stay_off(admin_client, api, shelly, shelly_sockets):
+    """DESIGN §6.5 on a Shelly: the switch's `initial_state`, read by monitoring, set to `off` by the admin action."""
+    shelly.device.switches[2].initial_state, shelly.device.switches[0].initial_state = "restore_last", "on"
+    follow("bench-3")
+    assert api.get("/api/sockets/bench-3").json()["afterPowerLoss"] == "last"
+    response = admin_client.post("/admin/sockets/socket/", {"action": "set_off_after_power_loss", "_selected_action": [shelly_sockets[2].pk]},
+                                 follow=True)
+    assert response.status_code == 200 and "comes back OFF" in response.content.decode()
+    assert shelly.device.switches[2].initial_state == "off" and Socket.objects.get(name="bench-3").after_power_loss == "off"
+    assert shelly.device.switches[0].initial_state == "on", "another switch of the device is left as it is"
