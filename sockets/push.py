@@ -126,7 +126,13 @@ class MqttListener:
         for key in set(self.connections) - set(wanted):
             self.connections.pop(key).close()
         for key, (address, routes) in wanted.items():
-            connection = self.connections.get(key) or self.connections.setdefault(key, _BrokerConnection(address, self.events))
+            connection = self.connections.get(key)
+            if connection is None:
+                try:
+                    connection = self.connections[key] = _BrokerConnection(address, self.events)
+                except DeviceError as exc:  # e.g. an unreadable CA file: that broker's sockets stay polled, the rest are followed
+                    logger.error("listen: %s not followed: %s", address.broker, exc)
+                    continue
             connection.follow(routes)
         return len({socket_id for _, routes in wanted.values() for targets in routes.values() for socket_id, _ in targets})
 

@@ -191,8 +191,13 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
         running = list(instance_list_running(socket=socket).select_related("socket"))
         if (on and went_off and running and switched_by not in (None, SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER)
                 and socket.observed_power == PowerState.ON and socket_is_settled(socket=socket)):
-            change, stopped = _socket_follow_off(socket=socket, running=running, switched_by=switched_by)
+            # The device's word is about the ON; nobody says who made the OFF before it: judged by time, as on a Tasmota.
+            armed, off_at = socket.failsafe_expires_at, timezone.now()
+            change, stopped = _socket_follow_off(socket=socket, running=running, switched_by=None)
             _socket_switch_off_unheld(socket=socket)  # the hand's ON, on a plug nobody holds now: recorded, switched OFF
+            if change == RelayChange.FAILSAFE:  # the alarm outlives the switch-off's success
+                Socket.objects.filter(pk=socket.pk).update(last_error=_failsafe_message(armed=armed, off_at=off_at))
+            logger.info("%s: OFF and back ON (switched ON by %r, says the device)", socket.name, switched_by)
             return change, stopped
         if on and socket_must_be_off(socket=socket, running=running):
             return _socket_switch_off_unheld(socket=socket, at=at), []
@@ -222,16 +227,20 @@ def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None
     ids = [instance.pk for instance in running]
     by = f" (switched by {switched_by!r}, says the device)" if switched_by is not None else ""
     if fired:
-        if armed is not None and when_off >= armed - FAILSAFE_TOLERANCE:
-            when = f"at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
-        else:  # the device says its timer did it, before any the service set ran out
-            when = "before the timer the service set: a timer set on the device itself?"
-        message = f"the plug's own off-timer switched it OFF {when}"
+        message = _failsafe_message(armed=armed, off_at=when_off)
         Socket.objects.filter(pk=socket.pk).update(last_error=message)
         logger.error("%s: %s; instances %s ended (failsafe)%s", socket.name, message, ids, by)
     else:
         logger.info("monitor: %s switched OFF by hand%s; instances %s stopped", socket.name, by, ids)
     return change, ids
+
+
+def _failsafe_message(*, armed: datetime | None, off_at: datetime) -> str:
+    """The socket's last error when its plug's own timer switched it OFF under holders (an alarm: the service was late)."""
+    if armed is not None and off_at >= armed - FAILSAFE_TOLERANCE:
+        return f"the plug's own off-timer switched it OFF at {armed:%Y-%m-%d %H:%M:%S} UTC: the service missed the deadline"
+    # the device says its timer did it, before any the service set ran out
+    return "the plug's own off-timer switched it OFF before the timer the service set: a timer set on the device itself?"
 
 
 def _socket_switch_off_unheld(*, socket: Socket, at: datetime | None = None) -> str:

@@ -21,8 +21,9 @@ _call_ids = itertools.count(1)
 _auths: dict[tuple[str, str], HTTPDigestAuth] = {}
 
 TOGGLE_AFTER_MAX_SECONDS = 64800.0  # `toggle_after` has no documented limit: the service re-arms within 18 h, as for Tasmota
-# Switch status `source` → read_switch()'s names where they have one.
-SOURCES = {"timer": SWITCHED_BY_TIMER, "HTTP_in": SWITCHED_BY_COMMAND}
+# Switch status `source` → read_switch()'s names where they have one. An RPC call over HTTP is `HTTP_in` on current
+# firmware (device captures, docs/device-protocols.md §6.4), `http` in older documentation (§3.1): both are ours.
+SOURCES = {"timer": SWITCHED_BY_TIMER, "HTTP_in": SWITCHED_BY_COMMAND, "http": SWITCHED_BY_COMMAND}
 # Switch config `initial_state` → what the relay does when the mains come back.
 AFTER_POWER_LOSS = {"off": "off", "on": "on", "restore_last": "last", "match_input": "unknown"}
 
@@ -48,7 +49,7 @@ class ShellyRpcDriver:
 
     def read_switch(self) -> tuple[bool, str | None]:
         """The output and who switched it (`source`): `timer` (toggle_after or auto_off ran out: SWITCHED_BY_TIMER),
-        `HTTP_in` (an RPC call over HTTP, this driver's transport: SWITCHED_BY_COMMAND), else the device's own word —
+        `HTTP_in` or `http` (an RPC call over HTTP, this driver's transport: SWITCHED_BY_COMMAND), else the device's word —
         `WS_in` (another client's RPC over a WebSocket), `init` (start-up), a local input (`button`, `switch`, … by model)."""
         status = self._status()
         source = status.get("source")

@@ -59,7 +59,10 @@ def mqtt_client(address: MqttAddress, *, client_id: str) -> mqtt.Client:
     if address.username:
         client.username_pw_set(address.username, address.password or None)
     if address.tls:
-        client.tls_set(ca_certs=address.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        try:
+            client.tls_set(ca_certs=address.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ValueError) as exc:  # a missing or unreadable SMARTSOCKET_MQTT_CA_FILE: a device fault like any other
+            raise DeviceUnreachable(f"{address.broker}: TLS not set up with CA file {address.ca_file!r}: {exc}") from exc
     return client
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from audit.actors import Actor
@@ -320,6 +321,9 @@ def power_period_open(*, socket: Socket, by: str, cause: str, at: datetime | Non
     """
     period = None if none_open else power_period_get_open(socket=socket)
     if period is None:
+        if at is not None:  # an earlier time (a push, as it arrived) never before the last period closed
+            closed = PowerPeriod.objects.filter(socket=socket).aggregate(last=Max("power_off_at"))["last"]
+            at = max(at, closed) if closed is not None else at
         period = PowerPeriod.objects.create(socket=socket, power_on_at=at or timezone.now(), power_on_by=by, power_on_cause=cause)
         _power_event(period=period, on=True, by=by, cause=cause, at=period.power_on_at, actor=actor)
     return period

@@ -102,7 +102,7 @@ def test_on_every_driver_a_deadline_missed_while_worker_and_beat_were_dead_is_en
     assert device.is_on
 
     stack.kill_background()
-    time.sleep(DOWNTIME)  # the deadline passes; the device's own timer (deadline + 5 s) has not run out
+    time.sleep(DOWNTIME)  # the deadline passes; the device's own timer (deadline + 30 s) has not run out
     assert device.is_on and Instance.objects.get(pk=instance_id).is_running
     restarted = time.time()
     stack.start_background()

@@ -96,7 +96,7 @@ def test_its_query_count_does_not_grow_with_the_instances(api, django_assert_max
     assert body.count("alpha") >= 5
 
 
-def test_the_api_and_the_download_write_exactly_what_the_declared_fields_render(api):
+def test_the_api_and_the_download_write_exactly_what_the_declared_fields_render(api, socket, plug):
     """instance_representation() writes an instance for the API and the download (fast: no model in the download);
     the serializer's declared fields document it (OpenAPI). They must agree, field by field, in order."""
     from rest_framework import serializers
@@ -105,8 +105,20 @@ def test_the_api_and_the_download_write_exactly_what_the_declared_fields_render(
     from instances.models import Instance
     from instances.selectors import instance_list_with_meter
 
+    from instances.tasks import monitor_socket
+    from sockets.models import Socket
+
     make_history()
     Instance.objects.filter(pk="beta").update(stopped_at=None, stop_reason="")  # a running one too
+    # through the API: who started and stopped it, a deadline, CPEE's label and URL; and one a hand ended
+    cpee = {"HTTP_CPEE_LABEL": "Mix sample ü", "HTTP_CPEE_INSTANCE_URL": "https://cpee.example/flow/engine/7"}
+    requested = api.post("/api/instance", {"emergencyStopTimeout": 60000}, **cpee).json()["instance"]["id"]
+    api.put(f"/api/instance/{requested}")
+    by_hand = api.post("/api/instance").json()["instance"]["id"]
+    plug.press_button()
+    Socket.objects.filter(pk=socket.pk).update(next_sample_at=None)
+    monitor_socket(socket.pk)
+    assert Instance.objects.get(pk=by_hand).stop_reason == "manual" and Instance.objects.get(pk=requested).stopped_by
     _, body = download(api)
     downloaded = json.loads(body)["instances"]
     serializer = InstanceSerializer()

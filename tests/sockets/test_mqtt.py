@@ -124,6 +124,9 @@ def test_mqtts_verifies_the_broker_against_the_labs_own_ca(settings):
             address = f"mqtts://127.0.0.1:{secured.tls_port}/tls_plug"
             with pytest.raises(DeviceUnreachable, match="certificate verify failed"):
                 TasmotaMqttDriver(address=address, timeout=(1.0, 1.0)).get_power()  # the system's CAs do not know the lab's
+            settings.SMARTSOCKET_MQTT_CA_FILE = secured.ca_file + ".moved"
+            with pytest.raises(DeviceUnreachable, match="CA file"):  # a device fault the services handle, not a crash
+                TasmotaMqttDriver(address=address, timeout=(1.0, 1.0)).get_power()
             settings.SMARTSOCKET_MQTT_CA_FILE = secured.ca_file
             assert TasmotaMqttDriver(address=address, timeout=(1.0, 1.0)).set_power(True) is True and device.plug.is_on
     finally:

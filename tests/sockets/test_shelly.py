@@ -5,13 +5,16 @@ import time
 import pytest
 from django.utils import timezone
 
+from audit.models import Event, EventKind
 from instances.models import Instance, StopReason
+from instances.services.push import socket_follow_push
 from instances.tasks import monitor_socket
 from sockets.drivers import DeviceAuthError, DeviceProtocolError, DeviceTimeout, DeviceUnreachable, ShellyRpcDriver
 from sockets.models import EnergySample, PowerState, Socket
 from sockets.services import socket_create
 from sockets.shelly_simulator import ShellyServer, ShellySimulator
 from tests.concurrent import start_at_once
+from tests.processes import eventually
 
 PASSWORD = "s3cret-Pa55"
 
@@ -210,3 +213,52 @@ def test_a_shelly_that_would_come_back_on_after_a_power_loss_is_flagged_and_set_
     assert response.status_code == 200 and "comes back OFF" in response.content.decode()
     assert shelly.device.switches[2].initial_state == "off" and Socket.objects.get(name="bench-3").after_power_loss == "off"
     assert shelly.device.switches[0].initial_state == "on", "another switch of the device is left as it is"
+
+
+def push(name: str, went_off: bool) -> str | None:
+    """A Shelly webhook call for socket `name` as the push endpoint hands it on (the hooks themselves: test_shelly_push)."""
+    return socket_follow_push(socket_id=Socket.objects.get(name=name).pk, on=None, at=timezone.now(), went_off=went_off)
+
+
+@pytest.mark.django_db
+def test_a_switch_off_call_that_finds_the_switch_on_again_by_hand_is_a_blip(api, shelly, shelly_sockets):
+    instance_id = api.post("/api/instance", {"socket": "bench-4"}).json()["instance"]["id"]
+    shelly.device.press_button(3)
+    shelly.device.press_button(3)  # OFF and back ON before the switch.off call is handled
+    assert push("bench-4", went_off=False) is None and Instance.objects.get(pk=instance_id).is_running, "ON, as the database has it"
+    assert push("bench-4", went_off=True) == "manual_off"
+    assert Instance.objects.get(pk=instance_id).stop_reason == StopReason.MANUAL and not shelly.device.is_on(3)
+    assert [event.kind for event in Event.objects.filter(socket__name="bench-4", kind__startswith="power.").order_by("seq")] == [
+        EventKind.POWER_ON, EventKind.MANUAL_OFF, EventKind.MANUAL_ON, EventKind.POWER_OFF]
+
+
+@pytest.mark.django_db
+def test_a_late_switch_off_call_of_the_services_own_off_records_nothing(api, shelly, shelly_sockets):
+    first = api.post("/api/instance", {"socket": "bench-4"}).json()["instance"]["id"]
+    api.put(f"/api/instance/{first}")
+    second = api.post("/api/instance", {"socket": "bench-4"}).json()["instance"]["id"]
+    assert push("bench-4", went_off=True) is None, "switched ON last by a command: the service's own"
+    assert Instance.objects.get(pk=second).is_running and shelly.device.is_on(3)
+    assert not Event.objects.filter(kind__in=[EventKind.MANUAL_OFF, EventKind.MANUAL_ON]).exists()
+
+
+@pytest.mark.django_db
+def test_in_a_blip_the_unseen_off_is_judged_by_time_not_by_who_switched_it_on(api, shelly, shelly_sockets, settings):
+    """The device's `source` names who made the ON; its timer may have made the OFF (the service missed the deadline)."""
+    settings.SMARTSOCKET_FAILSAFE_MARGIN = 0.3
+    instance_id = api.post("/api/instance", {"socket": "bench-4", "emergencyStopTimeout": 300}).json()["instance"]["id"]  # no worker
+    eventually(lambda: not shelly.device.is_on(3), 3, "the Shelly's toggle_after switched it off")
+    shelly.device.press_button(3)  # a hand ON before the switch.off call is handled
+    assert push("bench-4", went_off=True) == "failsafe"
+    assert Instance.objects.get(pk=instance_id).stop_reason == StopReason.FAILSAFE
+    assert "missed the deadline" in Socket.objects.get(name="bench-4").last_error and not shelly.device.is_on(3)
+
+
+def test_a_command_is_told_from_a_hand_under_either_name_of_the_http_source(shelly):
+    plug = driver(shelly)
+    plug.set_power(True)
+    assert plug.read_switch() == (True, "command")
+    shelly.device.switches[0].source = "http"  # older firmware's word for an RPC over HTTP
+    assert plug.read_switch() == (True, "command")
+    shelly.device.press_button(0)
+    assert plug.read_switch() == (False, "button")
