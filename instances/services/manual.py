@@ -48,6 +48,11 @@ from .holders import instances_stop, socket_rearm_failsafe
 
 # An OFF this close to the armed timer's end (or after it) is the timer's, not a hand's.
 FAILSAFE_TOLERANCE = timedelta(seconds=1)
+# Every power command and query makes a Tasmota publish its state (stat/<topic>/POWER), and the listener stamps a
+# message when its network thread reads it: a busy listener can stamp the echo of the service's own command (the
+# OFF of a last stop, read after the next start's ON) later than the service saw the device. A push this soon after
+# the service's last look is re-read, not taken as it is — a blip by hand that soon after a command is not caught.
+PUSH_ECHO = timedelta(seconds=1)
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +168,8 @@ def socket_watch(*, socket_id: int) -> str | None:
 def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None = None, went_off: bool = False) -> tuple[str | None, list[str]]:
     """Re-read the relay under the socket lock and act on how it differs from the database.
 
-    `pushed`: the state the device published and when it arrived (the MQTT listener). Newer than
-    anything the database has seen of the device, it is taken as it is — an OFF→ON blip shorter
-    than a re-read is still two changes; older (a stale or repeated message), the relay is re-read.
+    `pushed`: the state the device published and when it arrived (the MQTT listener); taken as it is
+    or re-read as _push_taken_as_is() says — taken, an OFF→ON blip shorter than a re-read is still two changes.
     `went_off`: the device said its relay went OFF (a Shelly's switch.off webhook) — a hint only, as
     the call may come late, after the service's own OFF and a new ON; but a relay re-read ON, held,
     and last switched by neither a command nor its timer (a hand, says the device) went OFF and back
@@ -181,7 +185,7 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
     with recording_device_faults(), ledger_atomic():
         socket = socket_lock(socket_id=socket_id)
         at = None  # when it happened: a pushed state as it arrived; a read, now
-        if pushed is not None and (socket.last_seen_at is None or pushed[1] > socket.last_seen_at):
+        if pushed is not None and _push_taken_as_is(socket=socket, on=pushed[0], at=pushed[1]):
             (on, at), switched_by = pushed, None
         else:
             read = socket_read_switch(socket=socket)
@@ -208,6 +212,17 @@ def socket_follow_relay(*, socket_id: int, pushed: tuple[bool, datetime] | None 
             return _socket_follow_off(socket=socket, running=running, switched_by=switched_by, at=at)
         socket_mark_seen(socket=socket, observed=power)  # what reconcile must start from
         return RelayChange.RECONCILE, []
+
+
+def _push_taken_as_is(*, socket: Socket, on: bool, at: datetime) -> bool:
+    """A pushed state newer than anything the database has seen of the device is taken as it is when it is what
+    the database has (nothing to re-read: the echo of a re-read ends there) or came more than PUSH_ECHO later;
+    a change sooner may be the late-read echo of the service's own command, an older one is stale: re-read."""
+    seen = socket.last_seen_at
+    if seen is None:
+        return True
+    same = socket.observed_power == (PowerState.ON if on else PowerState.OFF)
+    return at > seen and (same or at > seen + PUSH_ECHO)
 
 
 def _socket_follow_off(*, socket: Socket, running: list, switched_by: str | None, at: datetime | None = None) -> tuple[str, list[str]]:
