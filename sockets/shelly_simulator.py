@@ -95,6 +95,7 @@ class ShellySimulator:
         self.challenges = 0  # 401 answers sent: a client that keeps its digest state is challenged once
         self.hooks: list[dict] = []  # Webhook.Create'd: {id, cid, enable, event, name, urls}
         self.hook_calls: list[tuple[str, int]] = []  # (url, HTTP status or 0) of every webhook request made
+        self.hooks_in_flight = 0  # webhook requests made and not answered yet
         for sid, switch in enumerate(self.switches):
             switch.on_change = lambda on, sid=sid: self._fire(sid, "switch.on" if on else "switch.off")
 
@@ -202,6 +203,7 @@ class ShellySimulator:
         for hook in self.hooks:
             if hook["enable"] and hook["event"] == event and hook["cid"] == sid:
                 for url in hook["urls"]:
+                    self.hooks_in_flight += 1  # under the device's lock, as every switch is
                     threading.Thread(target=self._call_hook, args=(url,), daemon=True).start()
 
     def _call_hook(self, url: str) -> None:
@@ -212,7 +214,21 @@ class ShellySimulator:
             status = exc.code
         except OSError:
             status = 0
-        self.hook_calls.append((url, status))
+        with self.lock:
+            self.hook_calls.append((url, status))
+            self.hooks_in_flight -= 1
+
+    def hooks_quiet(self, timeout: float = 5.0) -> bool:
+        """Stop calling webhooks and wait until those under way are answered (a test's end: nothing reaches it after)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            self.hooks = []
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.hooks_in_flight:
+                    return True
+            time.sleep(0.02)
+        return False
 
     # -- the device itself, for tests -------------------------------------------------------------
 
