@@ -22,12 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 INTERVAL = 5.0
 LATE = timedelta(seconds=1)
+WARM_UP = 3  # intervals: sockets all due at once at the start settle onto their phases within one
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("plugs", nargs="?", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=60.0, help="measured time, after a warm-up of two intervals")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured time, after a warm-up of three intervals")
     parser.add_argument("--concurrency", type=int, default=8, help="the worker's concurrency (the Procfile's default: 8 threads)")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     args = parser.parse_args()
@@ -35,9 +36,10 @@ def main() -> None:
     from sockets.simulator import PlugSimulator, SimulatorServer
 
     fleet = {str(n): PlugSimulator(device_name=f"Fleet Plug {n}", load_w=50.0 + n % 40) for n in range(1, args.plugs + 1)}
+    fleet["0"] = PlugSimulator(device_name="The default socket's plug")  # not a fleet plug: the default socket, unheld, keeps it OFF
     with tempfile.TemporaryDirectory() as var, SimulatorServer(plugs=fleet) as simulator:
         env = {**os.environ, "SMARTSOCKET_VAR_DIR": var, "PROMETHEUS_MULTIPROC_DIR": var, "DJANGO_SETTINGS_MODULE": "smartsocket_site.settings",
-               "SMARTSOCKET_DEFAULT_SOCKET_ADDRESS": f"{simulator.url}/plug/1", "SMARTSOCKET_SAMPLE_INTERVAL_ON": str(INTERVAL)}
+               "SMARTSOCKET_DEFAULT_SOCKET_ADDRESS": f"{simulator.url}/plug/0", "SMARTSOCKET_SAMPLE_INTERVAL_ON": str(INTERVAL)}
         os.environ.update(env)
         import django
 
@@ -74,11 +76,12 @@ def main() -> None:
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             print(f"one worker ({args.pool}, concurrency {args.concurrency}) and beat on {database} with {broker}; "
-                  f"every plug sampled every {INTERVAL:g} s; warm-up {2 * INTERVAL:g} s, then {args.seconds:g} s measured ...", flush=True)
-            time.sleep(2 * INTERVAL)
+                  f"every plug sampled every {INTERVAL:g} s; warm-up {WARM_UP * INTERVAL:g} s, then {args.seconds:g} s measured ...", flush=True)
+            time.sleep(WARM_UP * INTERVAL)
             since, cpu, own = timezone.now(), cpu_seconds(worker.pid), cpu_seconds(os.getpid())
             time.sleep(args.seconds)
             until, cpu, own = timezone.now(), cpu_seconds(worker.pid) - cpu, cpu_seconds(os.getpid()) - own
+            time.sleep(LATE.total_seconds())  # a sample due just before the end may still come on time
         finally:
             for process in (beat, worker):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -109,9 +112,10 @@ def cpu_seconds(pid: int) -> float:
 def report(*, since, until, plugs: int, samples) -> None:
     """Each sample against its socket's schedule: a sample is due every INTERVAL from the socket's phase (the
     monitoring keeps it: next due = this due + interval), taken from its most punctual sample. Late: taken more
-    than 1 s after its due time; missed: a due time in the window with no sample for it."""
+    than 1 s after its due time; missed: a due time in the window with no sample for it (a sample taken up to
+    LATE after the window counts for a due time in it)."""
     by_socket: dict[int, list] = {}
-    for socket_id, taken_at in samples.filter(taken_at__gte=since, taken_at__lte=until).order_by("socket_id", "taken_at").values_list("socket_id", "taken_at"):
+    for socket_id, taken_at in samples.filter(taken_at__gte=since, taken_at__lte=until + LATE).order_by("socket_id", "taken_at").values_list("socket_id", "taken_at"):
         by_socket.setdefault(socket_id, []).append((taken_at - since).total_seconds())
     span = (until - since).total_seconds()
     due = taken = late = missed = 0
@@ -121,13 +125,14 @@ def report(*, since, until, plugs: int, samples) -> None:
         offsets = [((t - anchor + INTERVAL / 2) % INTERVAL) - INTERVAL / 2 for t in times]  # against the first, within ± half
         phase = anchor + min(offsets)  # the most punctual sample was on time
         delays = [o - min(offsets) for o in offsets]
-        slots = {round((t - phase - d) / INTERVAL) for t, d in zip(times, delays)}
         first, last = math.ceil(-phase / INTERVAL), math.floor((span - phase) / INTERVAL)
+        # Only samples for a due time in the window (those taken up to LATE after its end may be for one in it).
+        slotted = [(slot, d) for slot, d in ((round((t - phase - d) / INTERVAL), d) for t, d in zip(times, delays)) if first <= slot <= last]
         due += last - first + 1
-        taken += len(times)
-        missed += len(set(range(first, last + 1)) - slots)
-        late += sum(d > LATE.total_seconds() for d in delays)
-        lateness += delays
+        taken += len(slotted)
+        missed += len(set(range(first, last + 1)) - {slot for slot, _ in slotted})
+        late += sum(d > LATE.total_seconds() for _, d in slotted)
+        lateness += [d for _, d in slotted]
     silent = plugs - len(by_socket)
     due += silent * int(span / INTERVAL)
     missed += silent * int(span / INTERVAL)

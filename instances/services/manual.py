@@ -7,7 +7,7 @@ fresh read of the relay.
 """
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from datetime import datetime, timedelta
@@ -20,6 +20,7 @@ from audit.ledger import ledger_atomic
 from sockets.drivers import SWITCHED_BY_COMMAND, SWITCHED_BY_TIMER
 from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
+    Observation,
     OffRelay,
     SocketPoll,
     power_period_open,
@@ -32,6 +33,7 @@ from sockets.services import (
     socket_mark_seen,
     socket_changes_batched,
     socket_claim_monitoring,
+    socket_claim_monitoring_batch,
     socket_observe,
     socket_record_observation,
     socket_release_claim,
@@ -85,7 +87,55 @@ def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> M
     claimed = socket_claim_monitoring(socket_id=socket_id, queued_until=queued_until)
     if claimed is None:
         return MonitorResult(poll=None)
-    observation = socket_observe(socket=claimed, timer=claimed.desired_power == PowerState.ON)
+    poll = _socket_record_sample(socket_id=socket_id, observation=_socket_look(socket=claimed))
+    return _socket_follow_poll(poll=poll)
+
+
+def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None = None) -> int:
+    """socket_monitor() of a batch: the sockets claimed together, their devices read at once, each in a thread of
+    its own (no database there), so a dead plug delays no other; each sample is stored by this thread as soon as
+    its read is back. A socket locked at the claim (a start or stop under way) is claimed in its thread, waiting
+    for the lock as socket_monitor() does; a relay that differs is followed up in a thread too. Returns how many
+    were sampled; a failure is logged."""
+    claimed, others = socket_claim_monitoring_batch(socket_ids=socket_ids, queued_until=queued_until)
+    looks = {_samplers.submit(_socket_look, socket=socket): socket.pk for socket in claimed}
+    looks.update({_samplers.submit(_in_thread, _socket_claim_and_look, socket_id=pk, queued_until=queued_until): pk for pk in others})
+    sampled, follow_ups = 0, []
+    for look in as_completed(looks):
+        socket_id = looks[look]
+        try:
+            observation = look.result()
+            if observation is None:
+                continue  # not due, or leased elsewhere
+            poll = _socket_record_sample(socket_id=socket_id, observation=observation)
+        except Exception:
+            logger.exception("monitor: socket id %s failed", socket_id)
+            continue
+        sampled += 1
+        if poll.differs:
+            follow_ups.append(_samplers.submit(_in_thread, _socket_follow_poll, poll=poll))
+    for follow_up in follow_ups:
+        try:
+            follow_up.result()
+        except Exception:
+            logger.exception("monitor: following a changed relay failed")
+    return sampled
+
+
+def _socket_look(*, socket: Socket) -> Observation:
+    """Read a claimed socket's device (socket_observe): a held plug's timer alongside. No database."""
+    return socket_observe(socket=socket, timer=socket.desired_power == PowerState.ON)
+
+
+def _socket_claim_and_look(*, socket_id: int, queued_until: datetime | None) -> Observation | None:
+    claimed = socket_claim_monitoring(socket_id=socket_id, queued_until=queued_until)
+    return None if claimed is None else _socket_look(socket=claimed)
+
+
+def _socket_record_sample(*, socket_id: int, observation: Observation) -> SocketPoll:
+    """Store what a look at a claimed socket found, in one short transaction under the lock: the sample, the lease
+    given back, the interval's energy shared among the holders, the timer re-armed if it is wrong. A failure gives
+    the lease back, so the next tick samples the socket again."""
     try:
         with ledger_atomic():
             socket = socket_lock(socket_id=socket_id)
@@ -99,30 +149,29 @@ def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> M
     except BaseException:
         socket_release_claim(socket_id=socket_id)
         raise
+    return poll
+
+
+def _socket_follow_poll(*, poll: SocketPoll) -> MonitorResult:
+    """A relay found unlike the database is read again under the lock and followed (socket_follow_relay)."""
     change, stopped = None, []
     if poll.differs:
-        change, stopped = socket_follow_relay(socket_id=socket_id)
+        change, stopped = socket_follow_relay(socket_id=poll.socket_id)
         if change == RelayChange.RECONCILE:
-            socket_reconcile(socket_id=socket_id, force=True)
+            socket_reconcile(socket_id=poll.socket_id, force=True)
     return MonitorResult(poll=poll, change=change, stopped_instances=stopped)
 
 
+def _in_thread(function, /, **kwargs):
+    """Run `function` in a pool thread that may use the database: its connection is then treated as a request's
+    end would (CONN_MAX_AGE, health checks)."""
+    try:
+        return function(**kwargs)
+    finally:
+        close_old_connections()
+
+
 _samplers = ThreadPoolExecutor(max_workers=settings.SMARTSOCKET_MONITOR_BATCH, thread_name_prefix="monitor")
-
-
-def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None = None) -> int:
-    """socket_monitor() of several sockets at once, each in a thread of its own, so a dead plug delays no other
-    (one task for a batch saves the queue's cost per socket). Returns how many were sampled; a failure is logged."""
-    def monitor(socket_id: int) -> bool:
-        try:
-            return socket_monitor(socket_id=socket_id, queued_until=queued_until).poll is not None
-        except Exception:
-            logger.exception("monitor: socket id %s failed", socket_id)
-            return False
-        finally:
-            close_old_connections()  # this thread's connection, as a request's end would (CONN_MAX_AGE, health checks)
-
-    return sum(_samplers.map(monitor, socket_ids))
 
 
 def socket_monitor_connections_close() -> None:

@@ -41,8 +41,8 @@ from .power import (
 )
 from .reconcile import ReconcileResult, socket_reconcile, socket_reconcile_backoff
 from .sampling import (
-    Observation, SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_observe, socket_record_observation,
-    socket_queue_monitoring, socket_release_claim,
+    Observation, SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_claim_monitoring_batch, socket_observe,
+    socket_record_observation, socket_queue_monitoring, socket_release_claim,
 )
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "socket_arm_failsafe",
     "socket_check_relay",
     "socket_claim_monitoring",
+    "socket_claim_monitoring_batch",
     "socket_create",
     "socket_driver",
     "socket_ensure_default",

@@ -6,9 +6,10 @@ a sample read is then stored in one short transaction under the lock.
 """
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,6 +25,8 @@ from .power import (
 
 logger = logging.getLogger(__name__)
 POWER_LOSS_CHECK = timedelta(hours=1)
+GRID_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where every socket's sampling grid starts
+GOLDEN_FRACTION = (5 ** 0.5 - 1) / 2
 
 
 @dataclass(frozen=True)
@@ -77,16 +80,40 @@ def socket_claim_monitoring(*, socket_id: int, queued_until: datetime | None = N
     socket's next sample.
     """
     now = timezone.now()
+    claimed = Socket.objects.filter(pk=socket_id).filter(_claimable(now=now, queued_until=queued_until)).update(monitor_claimed_until=_lease(now=now))
+    return Socket.objects.get(pk=socket_id) if claimed else None
+
+
+def socket_claim_monitoring_batch(*, socket_ids: list[int], queued_until: datetime | None = None) -> tuple[list[Socket], list[int]]:
+    """socket_claim_monitoring() of a batch in one short transaction: the claimable rows are read and leased
+    together (two statements, not two per socket). A row locked right now (a start or stop under way) is skipped,
+    not waited for (PostgreSQL's SKIP LOCKED; on SQLite the IMMEDIATE transaction waits for the writer instead).
+    Returns the sockets claimed and the ids left (locked, not due, or leased elsewhere), for
+    socket_claim_monitoring() one by one."""
+    now = timezone.now()
+    with transaction.atomic():
+        sockets = list(Socket.objects.select_for_update(skip_locked=True).filter(pk__in=socket_ids)
+                       .filter(_claimable(now=now, queued_until=queued_until)))
+        if sockets:
+            lease = _lease(now=now)
+            Socket.objects.filter(pk__in=[socket.pk for socket in sockets]).update(monitor_claimed_until=lease)
+            for socket in sockets:
+                socket.monitor_claimed_until = lease
+    taken = {socket.pk for socket in sockets}
+    return sockets, [pk for pk in socket_ids if pk not in taken]
+
+
+def _claimable(*, now: datetime, queued_until: datetime | None) -> Q:
+    """Due for a sample, and its lease free (none, lapsed, or the one the tick took for this task)."""
     free = Q(monitor_claimed_until=None) | Q(monitor_claimed_until__lt=now)
     if queued_until is not None:
         free |= Q(monitor_claimed_until=queued_until)
-    claimed = (
-        Socket.objects.filter(pk=socket_id)
-        .filter(Q(next_sample_at=None) | Q(next_sample_at__lte=now))
-        .filter(free)
-        .update(monitor_claimed_until=now + 2 * device_call_bound() + timedelta(seconds=5))
-    )
-    return Socket.objects.get(pk=socket_id) if claimed else None
+    return (Q(next_sample_at=None) | Q(next_sample_at__lte=now)) & free
+
+
+def _lease(*, now: datetime) -> datetime:
+    """A monitoring lease: it outlives a poll's device calls."""
+    return now + 2 * device_call_bound() + timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -146,15 +173,11 @@ def _socket_power_loss_check_due(*, socket: Socket) -> bool:
 
 
 def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, after_power_loss: str | None = None) -> None:
-    """Give the lease back and set when the next sample is due; record online or offline (requires the lock).
-
-    The next sample is due one interval after this one was due, not after it finished,
-    so the beat tick and the queue's latency do not stretch the interval.
-    """
+    """Give the lease back and set when the next sample is due (socket_next_sample_at); record online or offline
+    (requires the lock)."""
     now = timezone.now()
-    interval = timedelta(seconds=socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON))
-    due = socket.next_sample_at + interval if socket.next_sample_at is not None else now + interval
-    fields = {"monitor_claimed_until": None, "next_sample_at": due if due > now else now + interval}
+    interval = socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON)
+    fields = {"monitor_claimed_until": None, "next_sample_at": socket_next_sample_at(socket_id=socket.pk, after=now, interval=interval)}
     if on is None:
         fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
     else:
@@ -165,6 +188,21 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, a
     for name, value in fields.items():
         setattr(socket, name, value)
     socket_save_fields(socket=socket, fields=list(fields))
+
+
+def socket_next_sample_at(*, socket_id: int, after: datetime, interval: float) -> datetime:
+    """The first time after `after` on the socket's own grid: `interval` seconds apart, at a phase its id sets.
+
+    A sample on time is followed by the next one exactly one interval after it was due (the
+    beat tick and the queue's latency do not stretch the interval), a late one by the next
+    grid time, and the phases of a fleet are spread over the interval (the golden ratio's
+    fractions of consecutive ids), so sockets that were all due at once — a restart, an
+    outage, a fleet just added — fall back to an even load, not a burst every interval.
+    """
+    step = round(interval * 1_000_000)  # in microseconds, exact: the grid does not drift
+    phase = int((socket_id * GOLDEN_FRACTION) % 1.0 * step)
+    into = ((after - GRID_EPOCH) // timedelta(microseconds=1) - phase) % step
+    return after + timedelta(microseconds=step - into)
 
 
 def socket_check_relay(*, socket_id: int) -> bool | None:

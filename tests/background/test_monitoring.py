@@ -29,7 +29,7 @@ def test_it_samples_a_due_socket_once_per_interval(socket, plug):
     assert sample.is_on is False and sample.voltage_v > 0
     assert socket.is_online and socket.observed_power == PowerState.OFF and socket.last_seen_at is not None
     off_interval = (socket.next_sample_at - sample.taken_at).total_seconds()
-    assert 29 <= off_interval <= 31, "OFF: sampled every SMARTSOCKET_SAMPLE_INTERVAL_OFF (30 s)"
+    assert 0 < off_interval <= 30, "OFF: the next within SMARTSOCKET_SAMPLE_INTERVAL_OFF (30 s), at the socket's phase"
 
     monitor_socket(socket.pk)
     assert EnergySample.objects.count() == 1, "not due again yet"

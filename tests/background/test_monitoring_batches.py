@@ -90,3 +90,23 @@ def test_a_batch_samples_each_socket_in_a_thread_of_its_own_so_a_dead_plug_delay
         assert socket.is_online and socket.observed_power == PowerState.OFF
     dead = fleet_sockets[1]
     assert not EnergySample.objects.filter(socket=dead).exists() and not dead.is_online and dead.observed_power == PowerState.UNKNOWN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sockets_due_at_once_spread_over_the_interval_and_then_keep_their_pace(fleet, fleet_sockets, batch_threads):
+    """After a restart every socket is due at once; sampled together, they must not stay a burst every interval."""
+    Socket.objects.filter(name__startswith="fleet-").update(sample_interval_off=2.0)
+    now = timezone.now()
+    fleet_due(now)
+    due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+    assert monitor_socket_batch([pk for pk, _ in due], lease.isoformat()) == 4
+    first = dict(Socket.objects.filter(name__startswith="fleet-").values_list("pk", "next_sample_at"))
+    times = sorted(first.values())
+    assert all(0 < (at - now).total_seconds() <= 2.5 for at in times), "each within an interval"
+    assert min((b - a).total_seconds() for a, b in zip(times, times[1:])) >= 0.2, f"spread over the interval, not together: {times}"
+
+    time.sleep(max(0.0, (times[-1] - timezone.now()).total_seconds()) + 0.05)  # all due again, the first ones late
+    due, lease = socket_queue_monitoring(now=timezone.now(), ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+    assert monitor_socket_batch([pk for pk, _ in due], lease.isoformat()) == 4
+    for pk, at in Socket.objects.filter(name__startswith="fleet-").values_list("pk", "next_sample_at"):
+        assert at == first[pk] + timedelta(seconds=2), "the next exactly one interval after it was due, late or not"
