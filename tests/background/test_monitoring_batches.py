@@ -1,9 +1,11 @@
 """Monitoring many plugs (issue 9): the tick queues each due socket once, batches sample every socket with a
 dead plug delaying no other, and the simulator serves a fleet from one port."""
+import threading
 import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from instances.services.manual import socket_monitor_connections_close
@@ -110,3 +112,40 @@ def test_sockets_due_at_once_spread_over_the_interval_and_then_keep_their_pace(f
     assert monitor_socket_batch([pk for pk, _ in due], lease.isoformat()) == 4
     for pk, at in Socket.objects.filter(name__startswith="fleet-").values_list("pk", "next_sample_at"):
         assert at == first[pk] + timedelta(seconds=2), "the next exactly one interval after it was due, late or not"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_locked_at_the_batch_claim_is_still_sampled_without_holding_up_the_others(fleet, fleet_sockets, batch_threads):
+    """A start or stop under way holds the socket's row lock; the batch skips it at the claim and claims it in its
+    own thread, which waits for the lock as a single socket's monitoring does."""
+    busy = fleet_sockets[2]
+    locked, release = threading.Event(), threading.Event()
+
+    def start_under_way():
+        try:
+            with transaction.atomic():
+                Socket.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(5)
+        finally:
+            connection.close()
+
+    now = timezone.now()
+    fleet_due(now)
+    due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+    holder = threading.Thread(target=start_under_way)
+    holder.start()
+    assert locked.wait(5)
+    threading.Timer(1.0, release.set).start()
+    began = timezone.now()
+    sampled = monitor_socket_batch([pk for pk, _ in due], lease.isoformat())
+    holder.join(5)
+    assert sampled == 4, "the locked socket too, once its lock was free"
+    busy_sample = EnergySample.objects.get(socket=busy)
+    assert (busy_sample.taken_at - began).total_seconds() >= 0.9, "it waited for the start under way"
+    for socket in fleet_sockets:
+        socket.refresh_from_db()
+        assert socket.monitor_claimed_until is None, "every lease given back"
+        if socket.pk != busy.pk and connection.vendor == "postgresql":  # SQLite: the claim's IMMEDIATE transaction waits for the writer
+            sample = EnergySample.objects.get(socket=socket)
+            assert (sample.taken_at - began).total_seconds() < 0.5, "the others were not held up by the locked one"
