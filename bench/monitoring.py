@@ -7,7 +7,6 @@ On the embedded default (SQLite, the embedded broker) unless DATABASE_URL / REDI
 database must exist). Runs on 127.0.0.1 only and stops everything it started.
 """
 import argparse
-import math
 import os
 import signal
 import statistics
@@ -91,7 +90,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(timeout=15)
-        report(since=since, until=until, plugs=args.plugs, samples=EnergySample.objects.filter(socket__name__startswith="fleet-"))
+        report(since=since, until=until, socket_ids=list(Socket.objects.filter(name__startswith="fleet-").values_list("pk", flat=True)),
+               samples=EnergySample.objects.filter(socket__name__startswith="fleet-"))
         print(f"CPU while measured (user + system): the worker's processes {cpu / args.seconds:.2f} cores, "
               f"the simulated plugs (this process) {own / args.seconds:.2f} cores, of {os.cpu_count()}")
 
@@ -109,41 +109,43 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def report(*, since, until, plugs: int, samples) -> None:
-    """Each sample against its socket's schedule: a sample is due every INTERVAL from the socket's phase (the
-    monitoring keeps it: next due = this due + interval), taken from its most punctual sample. Late: taken more
-    than 1 s after its due time; missed: a due time in the window with no sample for it (a sample taken up to
-    LATE after the window counts for a due time in it)."""
-    by_socket: dict[int, list] = {}
-    for socket_id, taken_at in samples.filter(taken_at__gte=since, taken_at__lte=until + LATE).order_by("socket_id", "taken_at").values_list("socket_id", "taken_at"):
-        by_socket.setdefault(socket_id, []).append((taken_at - since).total_seconds())
+def report(*, since, until, socket_ids: list[int], samples) -> None:
+    """Each sample against its socket's own grid (sockets.services.socket_next_sample_at: every INTERVAL at the
+    phase its id sets), the due times the monitoring keeps. Late: taken more than 1 s after its due time; missed:
+    a due time in the window with no sample for it (a sample taken up to LATE after the window counts for a due
+    time in it)."""
+    from sockets.services import socket_next_sample_at
+
+    step = timedelta(seconds=INTERVAL)
+    taken_by_socket: dict[int, list] = {pk: [] for pk in socket_ids}
+    for socket_id, taken_at in samples.filter(taken_at__gte=since, taken_at__lte=until + LATE).values_list("socket_id", "taken_at"):
+        taken_by_socket.setdefault(socket_id, []).append(taken_at)
     span = (until - since).total_seconds()
     due = taken = late = missed = 0
     lateness = []
-    for times in by_socket.values():
-        anchor = times[0]
-        offsets = [((t - anchor + INTERVAL / 2) % INTERVAL) - INTERVAL / 2 for t in times]  # against the first, within ± half
-        phase = anchor + min(offsets)  # the most punctual sample was on time
-        delays = [o - min(offsets) for o in offsets]
-        first, last = math.ceil(-phase / INTERVAL), math.floor((span - phase) / INTERVAL)
-        # Only samples for a due time in the window (those taken up to LATE after its end may be for one in it).
-        slotted = [(slot, d) for slot, d in ((round((t - phase - d) / INTERVAL), d) for t, d in zip(times, delays)) if first <= slot <= last]
-        due += last - first + 1
-        taken += len(slotted)
-        missed += len(set(range(first, last + 1)) - {slot for slot, _ in slotted})
-        late += sum(d > LATE.total_seconds() for _, d in slotted)
-        lateness += [d for _, d in slotted]
-    silent = plugs - len(by_socket)
-    due += silent * int(span / INTERVAL)
-    missed += silent * int(span / INTERVAL)
+    for socket_id, times in taken_by_socket.items():
+        slots, at = set(), socket_next_sample_at(socket_id=socket_id, after=since - timedelta(microseconds=1), interval=INTERVAL)
+        while at <= until:
+            slots.add(at)
+            at += step
+        seen = set()
+        for taken_at in times:
+            slot = socket_next_sample_at(socket_id=socket_id, after=taken_at - step, interval=INTERVAL)  # the due time at or before it
+            if slot in slots:
+                seen.add(slot)
+                taken += 1
+                delay = (taken_at - slot).total_seconds()
+                late += delay > LATE.total_seconds()
+                lateness.append(delay)
+        due += len(slots)
+        missed += len(slots - seen)
     print(f"samples due: {due}, taken: {taken} ({taken / span:.1f}/s)")
     print(f"missed: {missed} ({100 * missed / max(due, 1):.2f} %), late (> {LATE.total_seconds():g} s after due): {late} "
-          f"({100 * late / max(due, 1):.2f} %)" + (f", plugs never sampled: {silent}" if silent else ""))
+          f"({100 * late / max(due, 1):.2f} %)")
     if lateness:
         ordered = sorted(lateness)
         print(f"taken after due: p50 {statistics.median(ordered):.2f} s, p99 {ordered[min(int(len(ordered) * 0.99), len(ordered) - 1)]:.2f} s, "
               f"max {ordered[-1]:.2f} s")
-
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from sockets.services import socket_queue_monitoring
+from sockets.services import socket_monitoring_batches, socket_queue_monitoring
 from sockets.tasks import FANOUT_EXPIRES
 
 from .selectors import callback_list_due, instance_list_overdue, socket_list_watch_due
@@ -18,16 +18,15 @@ from .services import callback_deliver, instance_stop_planned, instance_stop_tim
 
 @shared_task
 def monitor_sockets() -> int:
-    """Beat tick: one monitor_socket task per socket whose sample is due, so a dead plug delays no other; each
-    socket is leased to its task until the task expires, so no tick queues a socket twice."""
+    """Beat tick: the sockets whose sample is due by the next tick, in batches sent to run when due (a dead plug
+    delays no other of its batch); each socket is leased to its task until the task expires, so no tick queues a
+    socket twice."""
     now = timezone.now()
-    tick, batch = timedelta(seconds=settings.SMARTSOCKET_MONITOR_TICK), settings.SMARTSOCKET_MONITOR_BATCH
+    tick = timedelta(seconds=settings.SMARTSOCKET_MONITOR_TICK)
     due, queued_until = socket_queue_monitoring(now=now, ahead=tick, queued_for=timedelta(seconds=FANOUT_EXPIRES))
-    for start in range(0, len(due), batch):  # in order of due time; each batch runs when its last one is due
-        chunk = due[start:start + batch]
-        eta = max(chunk[-1][1], now)
-        monitor_socket_batch.apply_async(([pk for pk, _ in chunk], queued_until.isoformat()), eta=eta,
-                                         expires=eta + timedelta(seconds=FANOUT_EXPIRES))
+    for socket_ids, last_due in socket_monitoring_batches(due=due, size=settings.SMARTSOCKET_MONITOR_BATCH):
+        eta = max(last_due, now)
+        monitor_socket_batch.apply_async((socket_ids, queued_until.isoformat()), eta=eta, expires=eta + timedelta(seconds=FANOUT_EXPIRES))
     return len(due)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from audit.ledger import ledger_atomic
@@ -22,6 +22,7 @@ from sockets.models import MANUAL, UNHELD, PowerCause, PowerState, Socket
 from sockets.services import (
     Observation,
     OffRelay,
+    SocketBusy,
     SocketPoll,
     power_period_open,
     recording_device_faults,
@@ -93,37 +94,45 @@ def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> M
 
 def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None = None) -> int:
     """socket_monitor() of a batch: the sockets claimed together, their devices read at once, each in a thread of
-    its own (no database there), so a dead plug delays no other; each sample is stored by this thread as soon as
-    its read is back. A socket locked at the claim (a start or stop under way) is claimed in its thread, waiting
-    for the lock as socket_monitor() does; a relay that differs is followed up in a thread too. Returns how many
-    were sampled; a failure is logged."""
-    claimed, others = socket_claim_monitoring_batch(socket_ids=socket_ids, queued_until=queued_until)
-    looks = {_samplers.submit(_socket_look, socket=socket): socket.pk for socket in claimed}
+    its own, so a dead plug delays no other; each sample is stored by this thread as soon as its read is back.
+    What would make this thread wait goes to a thread of its own instead: a socket locked at the claim or at the
+    store (a start or stop under way) waits there for the lock, as socket_monitor() does, and a relay that
+    differs is followed up there. Returns how many were sampled; a failure is logged."""
+    try:
+        claimed, others = socket_claim_monitoring_batch(socket_ids=socket_ids, queued_until=queued_until)
+    except DatabaseError:
+        logger.exception("monitor: claiming a batch failed; claiming its sockets one by one")
+        claimed, others = [], socket_ids
+    looks = {_samplers.submit(_in_thread, _socket_look, socket=socket): socket.pk for socket in claimed}
     looks.update({_samplers.submit(_in_thread, _socket_claim_and_look, socket_id=pk, queued_until=queued_until): pk for pk in others})
-    sampled, follow_ups = 0, []
+    sampled, later = 0, {}
     for look in as_completed(looks):
         socket_id = looks[look]
         try:
             observation = look.result()
             if observation is None:
                 continue  # not due, or leased elsewhere
-            poll = _socket_record_sample(socket_id=socket_id, observation=observation)
+            poll = _socket_record_sample(socket_id=socket_id, observation=observation, wait=False)
         except Exception:
             logger.exception("monitor: socket id %s failed", socket_id)
             continue
+        if poll is None:  # its lock is held: stored by a thread that waits for it, then followed up there
+            later[_samplers.submit(_in_thread, _socket_record_and_follow, socket_id=socket_id, observation=observation)] = (socket_id, True)
+            continue
         sampled += 1
         if poll.differs:
-            follow_ups.append(_samplers.submit(_in_thread, _socket_follow_poll, poll=poll))
-    for follow_up in follow_ups:
+            later[_samplers.submit(_in_thread, _socket_follow_poll, poll=poll)] = (socket_id, False)
+    for task, (socket_id, stored_there) in later.items():
         try:
-            follow_up.result()
+            task.result()
+            sampled += stored_there
         except Exception:
-            logger.exception("monitor: following a changed relay failed")
+            logger.exception("monitor: socket id %s failed", socket_id)
     return sampled
 
 
 def _socket_look(*, socket: Socket) -> Observation:
-    """Read a claimed socket's device (socket_observe): a held plug's timer alongside. No database."""
+    """Read a claimed socket's device (socket_observe): a held plug's timer alongside."""
     return socket_observe(socket=socket, timer=socket.desired_power == PowerState.ON)
 
 
@@ -132,13 +141,14 @@ def _socket_claim_and_look(*, socket_id: int, queued_until: datetime | None) -> 
     return None if claimed is None else _socket_look(socket=claimed)
 
 
-def _socket_record_sample(*, socket_id: int, observation: Observation) -> SocketPoll:
+def _socket_record_sample(*, socket_id: int, observation: Observation, wait: bool = True) -> SocketPoll | None:
     """Store what a look at a claimed socket found, in one short transaction under the lock: the sample, the lease
-    given back, the interval's energy shared among the holders, the timer re-armed if it is wrong. A failure gives
-    the lease back, so the next tick samples the socket again."""
+    given back, the interval's energy shared among the holders, the timer re-armed if it is wrong. None when not
+    `wait` and the lock is held (nothing stored, the lease kept). A failure gives the lease back, so the next tick
+    samples the socket again."""
     try:
         with ledger_atomic():
-            socket = socket_lock(socket_id=socket_id)
+            socket = socket_lock(socket_id=socket_id, nowait=not wait)
             with socket_changes_batched(socket=socket):
                 poll = socket_record_observation(socket=socket, observation=observation)
                 if poll.power is not None:  # a sample was stored: share its interval among the holders
@@ -146,10 +156,16 @@ def _socket_record_sample(*, socket_id: int, observation: Observation) -> Socket
                     holders_share_energy(socket=socket, holders=energy_holders(socket=socket, running=running))
                     if poll.power == PowerState.ON and not poll.differs and observation.timer is not None:
                         _socket_refresh_failsafe(socket=socket, running=running, remaining=observation.timer)
+    except SocketBusy:
+        return None
     except BaseException:
         socket_release_claim(socket_id=socket_id)
         raise
     return poll
+
+
+def _socket_record_and_follow(*, socket_id: int, observation: Observation) -> MonitorResult:
+    return _socket_follow_poll(poll=_socket_record_sample(socket_id=socket_id, observation=observation))
 
 
 def _socket_follow_poll(*, poll: SocketPoll) -> MonitorResult:

@@ -6,6 +6,7 @@ from .power import (
     DeviceFailure,
     OffRelay,
     RelayState,
+    SocketBusy,
     device_call_bound,
     device_error_kind,
     power_period_close,
@@ -15,6 +16,7 @@ from .power import (
     socket_driver,
     socket_failsafe_is_wrong,
     socket_failsafe_supported,
+    socket_next_sample_at,
     socket_is_settled,
     socket_changes_batched,
     socket_lock,
@@ -42,7 +44,7 @@ from .power import (
 from .reconcile import ReconcileResult, socket_reconcile, socket_reconcile_backoff
 from .sampling import (
     Observation, SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_claim_monitoring_batch, socket_observe,
-    socket_record_observation, socket_queue_monitoring, socket_release_claim,
+    socket_monitoring_batches, socket_record_observation, socket_queue_monitoring, socket_release_claim,
 )
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Observation",
     "ReconcileResult",
     "RelayState",
+    "SocketBusy",
     "SocketPoll",
     "device_call_bound",
     "device_error_kind",
@@ -69,6 +72,8 @@ __all__ = [
     "socket_ensure_default",
     "socket_failsafe_is_wrong",
     "socket_failsafe_supported",
+    "socket_monitoring_batches",
+    "socket_next_sample_at",
     "socket_is_settled",
     "socket_changes_batched",
     "socket_lock",

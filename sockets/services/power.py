@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -35,9 +35,23 @@ logger = logging.getLogger(__name__)
 DeviceFailure = SocketDeviceError | SocketPowerFailed
 
 
-def socket_lock(*, socket_id: int) -> Socket:
-    """Lock and re-read the socket row. Call inside transaction.atomic(), before any other lock."""
-    return Socket.objects.select_for_update(no_key=True).get(pk=socket_id)
+def socket_lock(*, socket_id: int, nowait: bool = False) -> Socket:
+    """Lock and re-read the socket row. Call inside transaction.atomic(), before any other lock. `nowait`: raise
+    SocketBusy at once when another transaction holds the lock (PostgreSQL; on SQLite the IMMEDIATE transaction
+    has waited for the writer already)."""
+    try:
+        return Socket.objects.select_for_update(no_key=True, nowait=nowait).get(pk=socket_id)
+    except OperationalError as exc:
+        if nowait and getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise SocketBusy(socket_id) from exc
+        raise
+
+
+class SocketBusy(Exception):
+    """socket_lock(nowait=True) found the lock held (a start or stop under way). Never reaches a client."""
+
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for FOR UPDATE NOWAIT on a locked row
 
 
 def socket_lock_named(*, name: str | None) -> Socket:
@@ -448,6 +462,25 @@ def socket_sample_interval(*, socket: Socket, on: bool) -> float:
     return socket.sample_interval_off or settings.SMARTSOCKET_SAMPLE_INTERVAL_OFF
 
 
+def socket_next_sample_at(*, socket_id: int, after: datetime, interval: float) -> datetime:
+    """The first time after `after` on the socket's own grid: `interval` seconds apart, at a phase its id sets.
+
+    A sample on time is followed by the next one exactly one interval after it was due (the
+    beat tick and the queue's latency do not stretch the interval), a late one by the next
+    grid time, and the phases of a fleet are spread over the interval (the golden ratio's
+    fractions of consecutive ids), so sockets that were all due at once — a restart, an
+    outage, a fleet just added — fall back to an even load, not a burst every interval.
+    """
+    step = max(1, round(interval * 1_000_000))  # in microseconds, exact: the grid does not drift
+    phase = int((socket_id * GOLDEN_FRACTION) % 1.0 * step)
+    into = ((after - GRID_EPOCH) // timedelta(microseconds=1) - phase) % step
+    return after + timedelta(microseconds=step - into)
+
+
+GRID_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where every socket's sampling grid starts
+GOLDEN_FRACTION = (5 ** 0.5 - 1) / 2
+
+
 def socket_mark_seen(*, socket: Socket, observed: str, armed_for: float | None = None) -> None:
     """The device answered, its relay as `observed`; `armed_for`: seconds its off-timer was just set to (0: cleared)."""
     socket_record_reachability(socket=socket, online=True)
@@ -459,8 +492,8 @@ def socket_mark_seen(*, socket: Socket, observed: str, armed_for: float | None =
     if observed == PowerState.OFF and socket.failsafe_expires_at is not None:  # an OFF relay has no countdown to fear
         socket.failsafe_expires_at = None
         fields.append("failsafe_expires_at")
-    if observed == PowerState.ON:  # sample at the ON pace from now on, not after the slower OFF interval
-        first = socket.last_seen_at + timedelta(seconds=socket_sample_interval(socket=socket, on=True))
+    if observed == PowerState.ON:  # sample at the ON pace from now on (on its grid), not after the slower OFF interval
+        first = socket_next_sample_at(socket_id=socket.pk, after=socket.last_seen_at, interval=socket_sample_interval(socket=socket, on=True))
         if socket.next_sample_at is None or socket.next_sample_at > first:
             socket.next_sample_at = first
             fields.append("next_sample_at")

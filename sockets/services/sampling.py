@@ -1,12 +1,14 @@
-"""Sampling: the meter read on a fixed interval, and the cheap relay check of sockets that must be OFF.
+"""Sampling: the meter read on a fixed interval (each socket on a grid of its own phase), and the cheap relay
+check of sockets that must be OFF.
 
 Both read the device without the socket lock, under a lease taken by a conditional
-UPDATE, so no two workers poll one socket at once and a dead plug delays no other; what
-a sample read is then stored in one short transaction under the lock.
+UPDATE (a batch's in one short transaction), so no two workers poll one socket at once and
+a dead plug delays no other; what a sample read is then stored in one short transaction
+under the lock.
 """
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -19,14 +21,13 @@ from ..selectors import socket_list_due_for_sample
 from smartsocket_site.operations import event_count
 
 from .power import (
-    device_call_bound, device_error_kind, socket_driver, socket_read_failsafe_alongside, socket_read_relay, socket_record_reachability,
-    socket_sample_interval, socket_save_fields,
+    device_call_bound, device_error_kind, socket_driver, socket_next_sample_at, socket_read_failsafe_alongside, socket_read_relay,
+    socket_record_reachability, socket_sample_interval, socket_save_fields,
 )
 
 logger = logging.getLogger(__name__)
 POWER_LOSS_CHECK = timedelta(hours=1)
-GRID_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # where every socket's sampling grid starts
-GOLDEN_FRACTION = (5 ** 0.5 - 1) / 2
+BATCH_SPAN = timedelta(milliseconds=200)  # how late a batch may sample its first socket, waiting for its last
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,20 @@ def socket_queue_monitoring(*, now: datetime, ahead: timedelta, queued_for: time
     return sorted(((pk, at or now) for pk, at in leased), key=lambda item: item[1]), queued_until
 
 
+def socket_monitoring_batches(*, due: list[tuple[int, datetime]], size: int, span: timedelta = BATCH_SPAN) -> list[tuple[list[int], datetime]]:
+    """The due sockets of socket_queue_monitoring() (sorted by due time) as batches to send, each with when its
+    last socket is due (when it is to run): at most `size` sockets each, and none spanning more than `span`, so
+    a batch samples its first socket at most `span` after that one was due."""
+    batches: list[tuple[list[int], datetime, datetime]] = []
+    for pk, at in due:
+        if batches and len(batches[-1][0]) < size and at - batches[-1][1] <= span:
+            batches[-1][0].append(pk)
+            batches[-1] = (batches[-1][0], batches[-1][1], at)
+        else:
+            batches.append(([pk], at, at))
+    return [(ids, last) for ids, _, last in batches]
+
+
 def socket_claim_monitoring(*, socket_id: int, queued_until: datetime | None = None) -> Socket | None:
     """Take the monitoring lease of a socket whose sample is due, with one conditional UPDATE.
 
@@ -92,7 +107,7 @@ def socket_claim_monitoring_batch(*, socket_ids: list[int], queued_until: dateti
     socket_claim_monitoring() one by one."""
     now = timezone.now()
     with transaction.atomic():
-        sockets = list(Socket.objects.select_for_update(skip_locked=True).filter(pk__in=socket_ids)
+        sockets = list(Socket.objects.select_for_update(skip_locked=True, no_key=True).filter(pk__in=socket_ids)
                        .filter(_claimable(now=now, queued_until=queued_until)))
         if sockets:
             lease = _lease(now=now)
@@ -157,7 +172,7 @@ def socket_record_observation(*, socket: Socket, observation: Observation) -> So
     power = None if observation.on is None else PowerState.ON if observation.on else PowerState.OFF
     differs = power is not None and power != socket.observed_power
     _socket_release_monitoring(socket=socket, on=observation.on, error=observation.error or "monitoring failed",
-                               after_power_loss=observation.after_power_loss)
+                               after_power_loss=observation.after_power_loss, read_at=observation.taken_at)
     return SocketPoll(socket_id=socket.pk, power=power, differs=differs)
 
 
@@ -172,12 +187,14 @@ def _socket_power_loss_check_due(*, socket: Socket) -> bool:
     return checked is None or timezone.now() - checked > POWER_LOSS_CHECK
 
 
-def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, after_power_loss: str | None = None) -> None:
-    """Give the lease back and set when the next sample is due (socket_next_sample_at); record online or offline
-    (requires the lock)."""
+def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, after_power_loss: str | None = None,
+                               read_at: datetime) -> None:
+    """Give the lease back and set when the next sample is due: the socket's next grid time after the device was
+    read (socket_next_sample_at), so a sample stored late is followed by the next one on time, or at once when that
+    time has passed meanwhile; record online or offline (requires the lock)."""
     now = timezone.now()
     interval = socket_sample_interval(socket=socket, on=on if on is not None else socket.desired_power == PowerState.ON)
-    fields = {"monitor_claimed_until": None, "next_sample_at": socket_next_sample_at(socket_id=socket.pk, after=now, interval=interval)}
+    fields = {"monitor_claimed_until": None, "next_sample_at": socket_next_sample_at(socket_id=socket.pk, after=read_at, interval=interval)}
     if on is None:
         fields.update(observed_power=PowerState.UNKNOWN, is_online=False, last_error=error)
     else:
@@ -188,21 +205,6 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, a
     for name, value in fields.items():
         setattr(socket, name, value)
     socket_save_fields(socket=socket, fields=list(fields))
-
-
-def socket_next_sample_at(*, socket_id: int, after: datetime, interval: float) -> datetime:
-    """The first time after `after` on the socket's own grid: `interval` seconds apart, at a phase its id sets.
-
-    A sample on time is followed by the next one exactly one interval after it was due (the
-    beat tick and the queue's latency do not stretch the interval), a late one by the next
-    grid time, and the phases of a fleet are spread over the interval (the golden ratio's
-    fractions of consecutive ids), so sockets that were all due at once — a restart, an
-    outage, a fleet just added — fall back to an even load, not a burst every interval.
-    """
-    step = round(interval * 1_000_000)  # in microseconds, exact: the grid does not drift
-    phase = int((socket_id * GOLDEN_FRACTION) % 1.0 * step)
-    into = ((after - GRID_EPOCH) // timedelta(microseconds=1) - phase) % step
-    return after + timedelta(microseconds=step - into)
 
 
 def socket_check_relay(*, socket_id: int) -> bool | None:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from instances.models import Instance, StopReason
 from instances.tasks import monitor_socket, monitor_sockets
 from sockets.models import EnergySample, PowerPeriod, PowerState, Socket
+from sockets.services import socket_next_sample_at
 
 
 def start(api, **args) -> str:
@@ -28,8 +29,8 @@ def test_it_samples_a_due_socket_once_per_interval(socket, plug):
     sample = EnergySample.objects.get(socket=socket)
     assert sample.is_on is False and sample.voltage_v > 0
     assert socket.is_online and socket.observed_power == PowerState.OFF and socket.last_seen_at is not None
-    off_interval = (socket.next_sample_at - sample.taken_at).total_seconds()
-    assert 0 < off_interval <= 30, "OFF: the next within SMARTSOCKET_SAMPLE_INTERVAL_OFF (30 s), at the socket's phase"
+    assert socket.next_sample_at == socket_next_sample_at(socket_id=socket.pk, after=sample.taken_at, interval=30), (
+        "OFF: the next at the socket's next grid time, SMARTSOCKET_SAMPLE_INTERVAL_OFF (30 s) apart")
 
     monitor_socket(socket.pk)
     assert EnergySample.objects.count() == 1, "not due again yet"
@@ -46,7 +47,7 @@ def test_it_samples_at_the_on_pace_and_honours_a_per_socket_interval(socket, plu
     socket.refresh_from_db()
     latest = EnergySample.objects.order_by("-taken_at").first()
     assert latest.is_on is True and latest.power_w > 0
-    assert 0 < (socket.next_sample_at - latest.taken_at).total_seconds() <= 0.76
+    assert socket.next_sample_at == socket_next_sample_at(socket_id=socket.pk, after=latest.taken_at, interval=0.75), "the socket's own ON interval"
 
 
 @pytest.mark.django_db
