@@ -102,9 +102,10 @@ def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None 
         claimed, others = socket_claim_monitoring_batch(socket_ids=socket_ids, queued_until=queued_until)
     except DatabaseError:
         logger.exception("monitor: claiming a batch failed; claiming its sockets one by one")
+        close_old_connections()  # a lost connection is replaced before this thread stores anything
         claimed, others = [], socket_ids
     looks = {_samplers.submit(_in_thread, _socket_look, socket=socket): socket.pk for socket in claimed}
-    looks.update({_samplers.submit(_in_thread, _socket_claim_and_look, socket_id=pk, queued_until=queued_until): pk for pk in others})
+    looks.update({_waiters.submit(_in_thread, _socket_claim_and_look, socket_id=pk, queued_until=queued_until): pk for pk in others})
     sampled, later = 0, {}
     for look in as_completed(looks):
         socket_id = looks[look]
@@ -117,11 +118,11 @@ def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None 
             logger.exception("monitor: socket id %s failed", socket_id)
             continue
         if poll is None:  # its lock is held: stored by a thread that waits for it, then followed up there
-            later[_samplers.submit(_in_thread, _socket_record_and_follow, socket_id=socket_id, observation=observation)] = (socket_id, True)
+            later[_waiters.submit(_in_thread, _socket_record_and_follow, socket_id=socket_id, observation=observation)] = (socket_id, True)
             continue
         sampled += 1
         if poll.differs:
-            later[_samplers.submit(_in_thread, _socket_follow_poll, poll=poll)] = (socket_id, False)
+            later[_waiters.submit(_in_thread, _socket_follow_poll, poll=poll)] = (socket_id, False)
     for task, (socket_id, stored_there) in later.items():
         try:
             task.result()
@@ -159,7 +160,7 @@ def _socket_record_sample(*, socket_id: int, observation: Observation, wait: boo
     except SocketBusy:
         return None
     except BaseException:
-        socket_release_claim(socket_id=socket_id)
+        socket_release_claim(socket_id=socket_id, lease=observation.lease)
         raise
     return poll
 
@@ -187,20 +188,24 @@ def _in_thread(function, /, **kwargs):
         close_old_connections()
 
 
-_samplers = ThreadPoolExecutor(max_workers=settings.SMARTSOCKET_MONITOR_BATCH, thread_name_prefix="monitor")
+# Device reads, for every batch a worker process runs at once (a thread-pool worker runs up to 8); and, apart, what
+# waits for a socket's lock or follows a changed relay, so waiting for locks never takes the threads reads need.
+READ_THREADS, WAIT_THREADS = settings.SMARTSOCKET_MONITOR_BATCH * 8, settings.SMARTSOCKET_MONITOR_BATCH
+_samplers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="monitor")
+_waiters = ThreadPoolExecutor(max_workers=WAIT_THREADS, thread_name_prefix="monitor-wait")
 
 
 def socket_monitor_connections_close() -> None:
-    """Close the database connection each batch thread keeps open between batches (CONN_MAX_AGE), all at once:
-    for a test database about to be dropped, or a database about to be restarted."""
-    workers = settings.SMARTSOCKET_MONITOR_BATCH
-    together = threading.Barrier(workers, timeout=10)
+    """Close the database connection each batch thread keeps open between batches (CONN_MAX_AGE), all at once,
+    while no batch runs: for a test database about to be dropped."""
+    for pool, threads in ((_samplers, READ_THREADS), (_waiters, WAIT_THREADS)):
+        together = threading.Barrier(threads, timeout=10)
 
-    def close(_) -> None:
-        together.wait()  # every thread of the pool takes one, so each closes its own
-        connection.close()
+        def close(_, together=together) -> None:
+            together.wait()  # every thread of the pool takes one, so each closes its own
+            connection.close()
 
-    list(_samplers.map(close, range(workers)))
+        list(pool.map(close, range(threads)))
 
 
 def _socket_refresh_failsafe(*, socket: Socket, running: list, remaining: float) -> bool:

@@ -141,6 +141,7 @@ class Observation:
     timer: float | None = None  # seconds left on the plug's own off-timer, when asked and answered
     after_power_loss: str | None = None  # the setting, when its check was due
     error: str = ""
+    lease: datetime | None = None  # the monitoring lease the look was made under
 
 
 def socket_observe(*, socket: Socket, timer: bool = False) -> Observation:
@@ -161,12 +162,16 @@ def socket_observe(*, socket: Socket, timer: bool = False) -> Observation:
         error = str(exc)[:255]
     # Stamped when read: recording may wait for a stop that switches the relay meanwhile.
     return Observation(on=on, reading=reading, taken_at=timezone.now(), timer=pending.result() if pending else None,
-                       after_power_loss=after_power_loss, error=error)
+                       after_power_loss=after_power_loss, error=error, lease=socket.monitor_claimed_until)
 
 
 def socket_record_observation(*, socket: Socket, observation: Observation) -> SocketPoll:
     """Store an observation of a claimed socket (its sample) and give the monitoring lease back. Requires the
-    socket lock; `differs`: the relay is not where the database (as read under the lock) last saw it."""
+    socket lock; `differs`: the relay is not where the database (as read under the lock) last saw it. A look whose
+    lease lapsed and was taken by another worker meanwhile (a store that waited long for the lock) stores nothing."""
+    if socket.monitor_claimed_until != observation.lease:
+        logger.warning("monitor: %s: the lease lapsed before the sample was stored; not stored", socket.name)
+        return SocketPoll(socket_id=socket.pk, power=None, differs=False)
     if observation.on is not None:
         energy_sample_record(socket=socket, reading=observation.reading, is_on=observation.on, taken_at=observation.taken_at)
     power = None if observation.on is None else PowerState.ON if observation.on else PowerState.OFF
@@ -176,9 +181,10 @@ def socket_record_observation(*, socket: Socket, observation: Observation) -> So
     return SocketPoll(socket_id=socket.pk, power=power, differs=differs)
 
 
-def socket_release_claim(*, socket_id: int) -> None:
-    """Give a monitoring lease back unused (recording failed): the next tick samples the socket again."""
-    Socket.objects.filter(pk=socket_id).update(monitor_claimed_until=None)
+def socket_release_claim(*, socket_id: int, lease: datetime | None) -> None:
+    """Give a monitoring lease back unused (recording failed), unless another worker holds the socket's lease by
+    now: the next tick samples the socket again."""
+    Socket.objects.filter(pk=socket_id, monitor_claimed_until=lease).update(monitor_claimed_until=None)
 
 
 def _socket_power_loss_check_due(*, socket: Socket) -> bool:
