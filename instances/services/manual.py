@@ -85,11 +85,10 @@ def socket_monitor(*, socket_id: int, queued_until: datetime | None = None) -> M
     gives the lease back, shares the interval's energy among the holders and re-arms the
     timer if it is wrong. Only a difference in the relay takes the lock again, for a fresh read.
     """
-    claimed = socket_claim_monitoring(socket_id=socket_id, queued_until=queued_until)
-    if claimed is None:
+    observation = _socket_claim_and_look(socket_id=socket_id, queued_until=queued_until)
+    if observation is None:
         return MonitorResult(poll=None)
-    poll = _socket_record_sample(socket_id=socket_id, observation=_socket_look(socket=claimed))
-    return _socket_follow_poll(poll=poll)
+    return _socket_follow_poll(poll=_socket_record_sample(socket_id=socket_id, observation=observation))
 
 
 def socket_monitor_many(*, socket_ids: list[int], queued_until: datetime | None = None) -> int:

@@ -76,14 +76,14 @@ def socket_monitoring_batches(*, due: list[tuple[int, datetime]], size: int, spa
     """The due sockets of socket_queue_monitoring() (sorted by due time) as batches to send, each with when its
     last socket is due (when it is to run): at most `size` sockets each, and none spanning more than `span`, so
     a batch samples its first socket at most `span` after that one was due."""
-    batches: list[tuple[list[int], datetime, datetime]] = []
+    batches: list[tuple[list[int], datetime]] = []
     for pk, at in due:
-        if batches and len(batches[-1][0]) < size and at - batches[-1][1] <= span:
-            batches[-1][0].append(pk)
-            batches[-1] = (batches[-1][0], batches[-1][1], at)
+        if batches and len(batches[-1][0]) < size and at - first <= span:
+            batches[-1] = (batches[-1][0] + [pk], at)
         else:
-            batches.append(([pk], at, at))
-    return [(ids, last) for ids, _, last in batches]
+            batches.append(([pk], at))
+            first = at
+    return batches
 
 
 def socket_claim_monitoring(*, socket_id: int, queued_until: datetime | None = None) -> Socket | None:
