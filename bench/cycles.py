@@ -1,8 +1,9 @@
 """The API's figures against gunicorn and the project's simulator (issue 9): sequential start→stop cycles/s,
 POST/PUT p50/p99, device requests per call (counted at the simulator); 32 concurrent clients on one plug
 (cycles/s, with the invariants checked after); GET instance req/s with 8 client threads; GET /api/download
-p50 over a history of 2,200 instances (the run's, topped up with more cycles); and the floors under them (a
-request that does nothing, one that makes one query, one device request). On the embedded default (SQLite),
+p50 over a history of 2,200 instances (the run's, topped up with more cycles); the floors under them (a
+request that does nothing, one that makes one query, one device request); and the ceiling: the same gunicorn
+and client around a WSGI app that does nothing. On the embedded default (SQLite),
 or on PostgreSQL when DATABASE_URL is set (the database must exist; it is migrated; REDIS_URL is not needed:
 no worker runs).
 
@@ -75,10 +76,7 @@ def main() -> None:
 
         django.setup()
         port = free_port()
-        web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "smartsocket_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", "4"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
+        web = gunicorn("smartsocket_site.wsgi", port=port, workers=args.workers, env=env)
         try:
             base = f"http://127.0.0.1:{port}/api"
             wait_for(f"http://127.0.0.1:{port}/healthz")
@@ -118,13 +116,22 @@ def main() -> None:
             print(f"device requests for a start that switches nothing: {second_start}; for a stop that switches nothing: {other_stop}")
             if args.clients:
                 concurrent_cycles(base=base, plug=plug, clients=args.clients, seconds=args.seconds)
-            reads_per_second(url=f"{base}/instance/{held_start}", threads=8, seconds=args.seconds)
+            print(f"GET instance, 8 client threads: {reads_per_second(url=f'{base}/instance/{held_start}', threads=8, seconds=args.seconds):.0f} req/s")
             top_up(base=base, instances=args.history)
             download_p50(base=base)
-            floors(base=base, plug_url=simulator.url)
+            floors(base=base, plug_url=simulator.url, seconds=args.seconds)
         finally:
             os.killpg(web.pid, signal.SIGTERM)
             web.wait(timeout=10)
+        ceiling(workers=args.workers, seconds=args.seconds)
+
+
+def gunicorn(app: str, *, port: int, workers: int, env: dict | None = None) -> subprocess.Popen:
+    """gunicorn serving `app` the way `make run` and the Procfile do (sync workers, 4 threads each), on 127.0.0.1."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "4"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
 
 
 def concurrent_cycles(*, base: str, plug, clients: int, seconds: float) -> None:
@@ -161,8 +168,8 @@ def concurrent_cycles(*, base: str, plug, clients: int, seconds: float) -> None:
           f"{running}, relay {'ON' if plug.is_on else 'OFF'}, Power On sent {switched_on}× for {periods} power periods")
 
 
-def reads_per_second(*, url: str, threads: int, seconds: float) -> None:
-    """GET one instance from `threads` clients at once for `seconds`."""
+def reads_per_second(*, url: str, threads: int, seconds: float) -> float:
+    """GETs/s of `url` from `threads` clients at once for `seconds`."""
     stop_at, counts = time.monotonic() + seconds, []
 
     def reader() -> None:
@@ -178,7 +185,7 @@ def reads_per_second(*, url: str, threads: int, seconds: float) -> None:
         worker.start()
     for worker in workers:
         worker.join()
-    print(f"GET instance, {threads} client threads: {sum(counts) / (time.perf_counter() - began):.0f} req/s")
+    return sum(counts) / (time.perf_counter() - began)
 
 
 def top_up(*, base: str, instances: int, threads: int = 4) -> None:
@@ -214,21 +221,37 @@ def download_p50(*, base: str, runs: int = 15) -> None:
     print(f"GET /api/download of {count} instances ({size / 1e6:.1f} MB): p50 {statistics.median(times):.0f} ms")
 
 
-def floors(*, base: str, plug_url: str, runs: int = 300) -> None:
-    """What every call pays before its own work: the web stack, one ORM query, one device request."""
-    session = requests.Session()
-    root = base.rsplit("/api", 1)[0]
+def p50_ms(url: str, *, runs: int = 300) -> float:
+    """The median time of a GET of `url`, one after another on one connection."""
+    session, times = requests.Session(), []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.get(url, timeout=10)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
 
-    def p50(url: str) -> float:
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            session.get(url, timeout=10)
-            times.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(times)
 
-    print(f"floors, p50: a request that does nothing (/healthz) {p50(f'{root}/healthz'):.2f} ms; a DRF view with one query "
-          f"(an unknown instance, 404) {p50(f'{base}/instance/unknown'):.2f} ms; one device request {p50(f'{plug_url}/cm?cmnd=Power'):.2f} ms")
+def floors(*, base: str, plug_url: str, seconds: float) -> None:
+    """What every call pays before its own work: Django's stack, one ORM query, one device request."""
+    healthz = f"{base.rsplit('/api', 1)[0]}/healthz"
+    print(f"floors, p50: a Django request that does nothing (/healthz) {p50_ms(healthz):.2f} ms; a DRF view with one query "
+          f"(an unknown instance, 404) {p50_ms(f'{base}/instance/unknown'):.2f} ms; one device request {p50_ms(f'{plug_url}/cm?cmnd=Power'):.2f} ms; "
+          f"/healthz with 8 client threads {reads_per_second(url=healthz, threads=8, seconds=seconds):.0f} req/s")
+
+
+def ceiling(*, workers: int, seconds: float) -> None:
+    """The same gunicorn and client around a WSGI app that does nothing (bench/bare_wsgi.py): no Django figure can beat it."""
+    port = free_port()
+    web = gunicorn("bench.bare_wsgi:application", port=port, workers=workers)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(url)
+        one = p50_ms(url)
+        print(f"ceiling, gunicorn ({workers} workers) around an app that does nothing: p50 {one:.2f} ms (so at most {1000 / (2 * one):.0f} "
+              f"sequential start→stop cycles/s); 8 client threads {reads_per_second(url=url, threads=8, seconds=seconds):.0f} req/s")
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=10)
 
 
 if __name__ == "__main__":
