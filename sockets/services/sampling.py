@@ -63,11 +63,15 @@ def socket_queue_monitoring(*, now: datetime, ahead: timedelta, queued_for: time
     """The sockets due for a sample by `now + ahead` (so a task can be queued to run when each is due, not at the
     next tick), each leased until `now + ahead + queued_for` to that task (one UPDATE), so a worker running behind
     is not handed the same socket again on every tick. Returns (id, due) sorted by due, and the lease the task
-    brings back to socket_claim_monitoring(); a task that never runs lets it lapse."""
+    brings back to socket_claim_monitoring(); a task that never runs lets it lapse. A socket whose row is locked
+    right now (a start or stop under way, for as long as its device call) is skipped, not waited for (PostgreSQL's
+    SKIP LOCKED): the next tick queues it."""
     until = now + ahead
     queued_until = until + queued_for
-    if not socket_list_due_for_sample(now=until).update(monitor_claimed_until=queued_until):
-        return [], queued_until
+    with transaction.atomic():
+        free = socket_list_due_for_sample(now=until).select_for_update(skip_locked=True, no_key=True).values("pk")
+        if not Socket.objects.filter(pk__in=free).update(monitor_claimed_until=queued_until):
+            return [], queued_until
     leased = Socket.objects.filter(monitor_claimed_until=queued_until).values_list("pk", "next_sample_at")
     return sorted(((pk, at or now) for pk, at in leased), key=lambda item: item[1]), queued_until
 

@@ -223,3 +223,41 @@ def test_a_look_whose_lease_lapsed_and_was_taken_stores_nothing_and_frees_nothin
     socket.refresh_from_db()
     assert socket.monitor_claimed_until == later, "the other worker's lease is kept"
     assert not EnergySample.objects.filter(socket=socket).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_does_not_wait_for_a_socket_locked_by_a_start_under_way(fleet_sockets):
+    """A start or stop holds its socket's row lock for its device call; the tick queues the other due sockets at
+    once and leaves the locked one to a later tick (PostgreSQL's SKIP LOCKED; SQLite has no row locks)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    busy = fleet_sockets[1]
+    locked, release = threading.Event(), threading.Event()
+
+    def start_under_way():
+        try:
+            with transaction.atomic():
+                Socket.objects.select_for_update().get(pk=busy.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    now = timezone.now()
+    fleet_due(now)
+    holder = threading.Thread(target=start_under_way)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        began = time.monotonic()
+        due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+        waited = time.monotonic() - began
+    finally:
+        release.set()
+        holder.join(10)
+    assert waited < 1.0, f"the tick waited {waited:.1f} s for the start under way"
+    assert sorted(pk for pk, _ in due) == sorted(socket.pk for socket in fleet_sockets if socket.pk != busy.pk)
+    busy.refresh_from_db()
+    assert busy.monitor_claimed_until is None, "the locked socket is not leased: the next tick queues it"
+    again, _ = socket_queue_monitoring(now=now + timedelta(seconds=1), ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
+    assert [pk for pk, _ in again] == [busy.pk], "queued by the next tick, once free"
