@@ -119,6 +119,7 @@ def main() -> None:
             print(f"GET instance, 8 client threads: {reads_per_second(url=f'{base}/instance/{held_start}', threads=8, seconds=args.seconds):.0f} req/s")
             top_up(base=base, instances=args.history)
             download_p50(base=base)
+            download_floors()
             floors(base=base, plug_url=simulator.url, seconds=args.seconds)
         finally:
             os.killpg(web.pid, signal.SIGTERM)
@@ -219,6 +220,38 @@ def download_p50(*, base: str, runs: int = 15) -> None:
         size = len(body)
     count = len(session.get(f"{base}/download", timeout=60).json()["instances"])
     print(f"GET /api/download of {count} instances ({size / 1e6:.1f} MB): p50 {statistics.median(times):.0f} ms")
+
+
+def download_floors(*, runs: int = 9) -> None:
+    """What the download's rows cost before any rendering, in this process on the same database: read through the ORM
+    (`values()`, as the download reads them), through a plain cursor (the driver's own type conversion only), and
+    the stdlib's json.dumps of them."""
+    import json
+
+    from django.db import connection
+
+    from instances.api.serializers import INSTANCE_VALUES
+    from instances.selectors import instance_list_between
+
+    rows = instance_list_between(socket=None, since=None, until=None).values(*INSTANCE_VALUES)
+    sql, params = rows.query.sql_with_params()
+
+    def plain() -> list:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def p50(read) -> float:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            read()
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    texts = [{name: value.isoformat() if isinstance(value, datetime) else value for name, value in row.items()} for row in rows]
+    print(f"the download's floors, p50 over its {len(texts)} rows: read through the ORM {p50(lambda: list(rows.iterator(chunk_size=2000))):.0f} ms; "
+          f"through a plain cursor {p50(plain):.0f} ms; json.dumps of them {p50(lambda: [json.dumps(row) for row in texts]):.0f} ms")
 
 
 def p50_ms(url: str, *, runs: int = 300) -> float:
