@@ -13,7 +13,7 @@ from sockets.services import socket_monitoring_batches, socket_queue_monitoring
 from sockets.tasks import FANOUT_EXPIRES
 
 from .selectors import callback_list_due, instance_list_overdue, socket_list_watch_due
-from .services import callback_deliver, instance_stop_planned, instance_stop_timeout, socket_monitor, socket_monitor_many, socket_watch
+from .services import callback_deliver, instance_stop_planned, instance_stop_timeout, socket_monitor, socket_monitor_many, socket_watch_many
 
 
 @shared_task
@@ -42,19 +42,22 @@ def monitor_socket(socket_id: int, queued_until: str | None = None) -> str | Non
     return socket_monitor(socket_id=socket_id, queued_until=datetime.fromisoformat(queued_until) if queued_until else None).change
 
 
+WATCH_BATCH = 25  # sockets per watch task: 500 idle plugs are 20 tasks a second, not 500
+
+
 @shared_task
 def watch_sockets() -> int:
-    """Beat tick (safety queue): one watch_socket task per must-be-OFF socket whose relay check is due."""
+    """Beat tick (safety queue): the must-be-OFF sockets whose relay check is due, in watch_socket_batch tasks."""
     socket_ids = list(socket_list_watch_due(now=timezone.now()).values_list("pk", flat=True))
-    for socket_id in socket_ids:
-        watch_socket.apply_async((socket_id,), expires=settings.SMARTSOCKET_OFF_WATCH_INTERVAL * 2)
+    for first in range(0, len(socket_ids), WATCH_BATCH):
+        watch_socket_batch.apply_async((socket_ids[first:first + WATCH_BATCH],), expires=settings.SMARTSOCKET_OFF_WATCH_INTERVAL * 2)
     return len(socket_ids)
 
 
 @shared_task
-def watch_socket(socket_id: int) -> str | None:
-    """Check the relay of one socket that must be OFF; switch it OFF again if it is ON."""
-    return socket_watch(socket_id=socket_id)
+def watch_socket_batch(socket_ids: list[int]) -> int:
+    """Check the relays of sockets that must be OFF, all at once; switch each found ON OFF again. Returns how many were ON."""
+    return len(socket_watch_many(socket_ids=socket_ids))
 
 
 @shared_task

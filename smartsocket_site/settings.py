@@ -280,7 +280,7 @@ SMARTSOCKET_SAFETY_QUEUE = env_str("SMARTSOCKET_CELERY_SAFETY_QUEUE", f"{CELERY_
 CELERY_TASK_ROUTES = {
     task: {"queue": SMARTSOCKET_SAFETY_QUEUE}
     for task in ("instances.tasks.enforce_deadline", "instances.tasks.enforce_deadlines", "instances.tasks.watch_sockets",
-                 "instances.tasks.watch_socket", "instances.tasks.stop_planned", "sockets.tasks.reconcile_sockets")
+                 "instances.tasks.watch_socket_batch", "instances.tasks.stop_planned", "sockets.tasks.reconcile_sockets")
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None

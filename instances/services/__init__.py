@@ -17,7 +17,7 @@ from .holders import (
     instance_stop_unattended,
     instances_stop,
 )
-from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_monitor_many, socket_watch
+from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_monitor_many, socket_watch, socket_watch_many
 
 __all__ = [
     "CallbackFailed",
@@ -43,4 +43,5 @@ __all__ = [
     "socket_monitor",
     "socket_monitor_many",
     "socket_watch",
+    "socket_watch_many",
 ]

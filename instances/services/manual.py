@@ -26,7 +26,6 @@ from sockets.services import (
     SocketPoll,
     power_period_open,
     recording_device_faults,
-    socket_check_relay,
     socket_failsafe_is_wrong,
     socket_failsafe_supported,
     socket_is_settled,
@@ -35,10 +34,13 @@ from sockets.services import (
     socket_changes_batched,
     socket_claim_monitoring,
     socket_claim_monitoring_batch,
+    socket_claim_watch,
     socket_observe,
     socket_record_observation,
     socket_release_claim,
+    socket_release_watch,
     socket_power_off,
+    socket_read_relay,
     socket_read_switch,
     socket_reconcile,
     socket_set_failsafe_target,
@@ -192,12 +194,15 @@ def _in_thread(function, /, **kwargs):
 READ_THREADS, WAIT_THREADS = settings.SMARTSOCKET_MONITOR_BATCH * 8, settings.SMARTSOCKET_MONITOR_BATCH
 _samplers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="monitor")
 _waiters = ThreadPoolExecutor(max_workers=WAIT_THREADS, thread_name_prefix="monitor-wait")
+# The must-be-OFF watch's reads and follow-ups (safety work), for every batch a safety worker runs at once.
+WATCH_THREADS = 64
+_watchers = ThreadPoolExecutor(max_workers=WATCH_THREADS, thread_name_prefix="watch")
 
 
 def socket_monitor_connections_close() -> None:
     """Close the database connection each batch thread keeps open between batches (CONN_MAX_AGE), all at once,
     while no batch runs: for a test database about to be dropped."""
-    for pool, threads in ((_samplers, READ_THREADS), (_waiters, WAIT_THREADS)):
+    for pool, threads in ((_samplers, READ_THREADS), (_waiters, WAIT_THREADS), (_watchers, WATCH_THREADS)):
         together = threading.Barrier(threads, timeout=10)
 
         def close(_, together=together) -> None:
@@ -222,12 +227,45 @@ def _socket_refresh_failsafe(*, socket: Socket, running: list, remaining: float)
 
 
 def socket_watch(*, socket_id: int) -> str | None:
-    """The must-be-OFF watch of one socket: a cheap relay query; a relay found ON is switched OFF again.
+    """The must-be-OFF watch of one socket (socket_watch_many()). Returns the RelayChange acted on, or None (OFF, not
+    due, not answering, claimed elsewhere)."""
+    return socket_watch_many(socket_ids=[socket_id]).get(socket_id)
 
-    Returns the RelayChange acted on, or None (OFF, not due, not answering, claimed elsewhere).
-    """
-    if not socket_check_relay(socket_id=socket_id):
-        return None
+
+def socket_watch_many(*, socket_ids: list[int]) -> dict[int, str | None]:
+    """The must-be-OFF watch of a batch: the due sockets claimed together (socket_claim_watch), each relay read with
+    one cheap query, all at once, each in a thread of its own (a dead plug delays no other); a relay found ON is
+    switched OFF again as soon as its read is back, in a thread of its own (it waits for the socket's lock). The
+    threads are the watch's own: sampling never holds them up. A batch of one runs in this thread. Returns, for
+    each socket found ON, the RelayChange acted on; a failure is logged."""
+    claimed = socket_claim_watch(socket_ids=socket_ids)
+    if len(claimed) == 1:
+        checked = {claimed[0].pk: socket_read_relay(socket=claimed[0], quick=True)}
+        socket_release_watch(checked=checked)
+        return {pk: _socket_watch_follow(socket_id=pk) for pk, on in checked.items() if on}
+    reads = {_watchers.submit(_in_thread, socket_read_relay, socket=socket, quick=True): socket.pk for socket in claimed}
+    checked, follows = {}, {}
+    for read in as_completed(reads):
+        socket_id = reads[read]
+        try:
+            checked[socket_id] = read.result()
+        except Exception:
+            logger.exception("watch: socket id %s failed", socket_id)
+            checked[socket_id] = None
+        if checked[socket_id]:
+            follows[_watchers.submit(_in_thread, _socket_watch_follow, socket_id=socket_id)] = socket_id
+    socket_release_watch(checked=checked)
+    changes = {}
+    for follow, socket_id in follows.items():
+        try:
+            changes[socket_id] = follow.result()
+        except Exception:
+            logger.exception("watch: socket id %s failed", socket_id)
+    return changes
+
+
+def _socket_watch_follow(*, socket_id: int) -> str | None:
+    """A relay the watch found ON: re-read under the lock and switched OFF again (socket_follow_relay)."""
     change, _ = socket_follow_relay(socket_id=socket_id)
     if change == RelayChange.RECONCILE:
         socket_reconcile(socket_id=socket_id, force=True)

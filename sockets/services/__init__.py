@@ -43,8 +43,8 @@ from .power import (
 )
 from .reconcile import ReconcileResult, socket_reconcile, socket_reconcile_backoff
 from .sampling import (
-    Observation, SocketPoll, energy_sample_record, socket_check_relay, socket_claim_monitoring, socket_claim_monitoring_batch, socket_observe,
-    socket_monitoring_batches, socket_record_observation, socket_queue_monitoring, socket_release_claim,
+    Observation, SocketPoll, energy_sample_record, socket_claim_monitoring, socket_claim_monitoring_batch, socket_claim_watch, socket_observe,
+    socket_monitoring_batches, socket_record_observation, socket_queue_monitoring, socket_release_claim, socket_release_watch,
 )
 
 __all__ = [
@@ -64,9 +64,9 @@ __all__ = [
     "power_period_open",
     "recording_device_faults",
     "socket_arm_failsafe",
-    "socket_check_relay",
     "socket_claim_monitoring",
     "socket_claim_monitoring_batch",
+    "socket_claim_watch",
     "socket_create",
     "socket_driver",
     "socket_ensure_default",
@@ -96,6 +96,7 @@ __all__ = [
     "socket_record_fault",
     "socket_record_observation",
     "socket_release_claim",
+    "socket_release_watch",
     "socket_sample_interval",
     "socket_save_fields",
     "socket_seen_off",

@@ -21,7 +21,7 @@ from ..selectors import socket_list_due_for_sample
 from smartsocket_site.operations import event_count
 
 from .power import (
-    device_call_bound, device_error_kind, socket_driver, socket_next_sample_at, socket_read_failsafe_alongside, socket_read_relay,
+    device_call_bound, device_error_kind, socket_driver, socket_next_sample_at, socket_read_failsafe_alongside,
     socket_record_reachability, socket_sample_interval, socket_save_fields,
 )
 
@@ -217,24 +217,31 @@ def _socket_release_monitoring(*, socket: Socket, on: bool | None, error: str, a
     socket_save_fields(socket=socket, fields=list(fields))
 
 
-def socket_check_relay(*, socket_id: int) -> bool | None:
-    """The must-be-OFF watch's cheap check: one `Power` query, no sample, no lock, at most once per watch interval.
+def socket_claim_watch(*, socket_ids: list[int]) -> list[Socket]:
+    """The must-be-OFF watch's claim of a batch: those of `socket_ids` whose relay check is due, leased together in one
+    short transaction until a check must have ended (`watch_next_at`), so no two workers check a socket at once. A
+    socket whose row is locked right now (a start or stop under way: it is being switched) is skipped, not waited
+    for (PostgreSQL's SKIP LOCKED); the next tick brings it again. The caller picks the sockets (those that must be
+    OFF), reads each relay with one cheap query, gives the batch back with socket_release_watch(), and switches a
+    relay found ON OFF again under the lock."""
+    now = timezone.now()
+    lease = now + device_call_bound() + timedelta(seconds=settings.SMARTSOCKET_OFF_WATCH_INTERVAL)
+    with transaction.atomic():
+        due = Socket.objects.filter(pk__in=socket_ids).filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
+        if not Socket.objects.filter(pk__in=due.select_for_update(skip_locked=True, no_key=True).values("pk")).update(watch_next_at=lease):
+            return []
+        return list(Socket.objects.filter(pk__in=socket_ids, watch_next_at=lease))
 
-    The caller picks the sockets (those that must be OFF) and switches an ON relay OFF again
-    under the lock. True/False: the relay; None when not due, another worker has it, or the
-    device did not answer (checked again after 2 s; reconcile handles an offline plug). The
-    next check is due a little before the interval ends, so the beat tick sets the pace.
-    """
+
+def socket_release_watch(*, checked: dict[int, bool | None]) -> None:
+    """After the checks (socket id → relay, None: no answer): the next check of a relay that answered is due a little
+    before the interval ends, so the beat tick sets the pace; of one that did not, after 2 s at the least (reconcile
+    handles an offline plug)."""
     now = timezone.now()
     interval = timedelta(seconds=settings.SMARTSOCKET_OFF_WATCH_INTERVAL)
-    claimed = (
-        Socket.objects.filter(pk=socket_id)
-        .filter(Q(watch_next_at=None) | Q(watch_next_at__lte=now))
-        .update(watch_next_at=now + device_call_bound() + interval)
-    )
-    if not claimed:
-        return None
-    on = socket_read_relay(socket=Socket.objects.get(pk=socket_id), quick=True)
-    pause = 0.75 * interval if on is not None else max(interval, timedelta(seconds=2))
-    Socket.objects.filter(pk=socket_id).update(watch_next_at=timezone.now() + pause)
-    return on
+    for answered, pause in ((True, 0.75 * interval), (False, max(interval, timedelta(seconds=2)))):
+        ids = [pk for pk, on in checked.items() if (on is not None) == answered]
+        if ids:
+            Socket.objects.filter(pk__in=ids).update(watch_next_at=now + pause)
+
+

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from instances.services import manual
 from instances.services.manual import socket_monitor_connections_close
+from instances.services import socket_watch_many
 from instances.tasks import monitor_socket_batch
 from sockets.drivers import DeviceProtocolError, TasmotaHttpDriver
 from sockets.models import EnergySample, PowerState, Socket
@@ -261,3 +262,41 @@ def test_a_tick_does_not_wait_for_a_socket_locked_by_a_start_under_way(fleet_soc
     assert busy.monitor_claimed_until is None, "the locked socket is not leased: the next tick queues it"
     again, _ = socket_queue_monitoring(now=now + timedelta(seconds=1), ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
     assert [pk for pk, _ in again] == [busy.pk], "queued by the next tick, once free"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watch_checks_a_batch_at_once_so_a_hand_s_on_is_switched_off_without_waiting_for_a_dead_plug(fleet, fleet_sockets, batch_threads):
+    """DESIGN §6.3 at scale: the must-be-OFF watch reads a batch of idle plugs' relays at once; one switched ON by hand
+    is switched OFF again as soon as its own read is back, not after the batch's dead plug has timed out."""
+    hand, dead = fleet.plugs["2"], fleet.plugs["3"]
+    assert hand.press_button() is True
+    dead.set_fault("timeout")  # hangs every request: the watch's quick read gives up after 1 s
+    off_after = []
+
+    def see_it_off(began: float) -> None:
+        while hand.is_on and time.monotonic() - began < 5:
+            time.sleep(0.005)
+        off_after.append(time.monotonic() - began)
+
+    began = time.monotonic()
+    watcher = threading.Thread(target=see_it_off, args=(began,))
+    watcher.start()
+    dead_first = [fleet_sockets[2].pk, *(socket.pk for socket in fleet_sockets if socket.pk != fleet_sockets[2].pk)]
+    changes = socket_watch_many(socket_ids=dead_first)
+    took = time.monotonic() - began
+    watcher.join(5)
+    assert not hand.is_on and list(changes) == [fleet_sockets[1].pk], "the hand's ON was found and switched OFF again"
+    assert took >= 0.9, "the batch waited for its dead plug's read"
+    assert off_after[0] < 0.6, f"switched OFF {off_after[0]:.2f} s after the watch began, not after the dead plug's timeout"
+    for plug in (fleet.plugs["1"], fleet.plugs["4"]):
+        assert plug.commands == ["Power"], "one cheap relay query each, nothing switched"
+    now = timezone.now()
+    for socket in fleet_sockets:
+        socket.refresh_from_db()
+        pause = (socket.watch_next_at - now).total_seconds()
+        if socket.pk == fleet_sockets[2].pk:
+            assert 1.5 < pause <= 2.0, "a plug that did not answer is checked again after 2 s"
+        else:
+            assert 0 < pause <= 0.75, "the others again within the interval"
+    again = socket_watch_many(socket_ids=[socket.pk for socket in fleet_sockets])
+    assert again == {} and fleet.plugs["1"].commands == ["Power"], "not due again yet: nothing read"
