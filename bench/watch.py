@@ -73,9 +73,9 @@ def main() -> None:
                   f"then a hand switches a plug ON every {args.every:g} s for {args.seconds:g} s ...", flush=True)
             time.sleep(WARM_UP)
             requests_before = sum(len(plug.commands) for plug in fleet.values())
-            cpu, began = cpu_seconds(worker.pid), time.monotonic()
+            cpu, own, began = cpu_seconds(worker.pid), cpu_seconds(os.getpid()), time.monotonic()
             on_for = hands(plugs=[fleet[str(n)] for n in range(1, args.plugs + 1)], seconds=args.seconds, every=args.every)
-            elapsed, cpu = time.monotonic() - began, cpu_seconds(worker.pid) - cpu
+            elapsed, cpu, own = time.monotonic() - began, cpu_seconds(worker.pid) - cpu, cpu_seconds(os.getpid()) - own
             requests = sum(len(plug.commands) for plug in fleet.values()) - requests_before
         finally:
             for process in (beat, worker):
@@ -88,7 +88,7 @@ def main() -> None:
                     process.wait(timeout=15)
         report(on_for=on_for)
         print(f"device requests the plugs answered: {requests / elapsed:.0f}/s; CPU while measured (user + system): the worker's "
-              f"processes {cpu / elapsed:.2f} cores, of {os.cpu_count()}")
+              f"processes {cpu / elapsed:.2f} cores, the simulated plugs and the hands (this process) {own / elapsed:.2f} cores, of {os.cpu_count()}")
 
 
 def hands(*, plugs: list, seconds: float, every: float) -> list[float | None]:
