@@ -238,10 +238,11 @@ def socket_watch_many(*, socket_ids: list[int]) -> dict[int, str | None]:
     switched OFF again as soon as its read is back, in a thread of its own (it waits for the socket's lock). The
     threads are the watch's own: sampling never holds them up. A batch of one runs in this thread. Returns, for
     each socket found ON, the RelayChange acted on; a failure is logged."""
+    claimed_at = timezone.now()
     claimed = socket_claim_watch(socket_ids=socket_ids)
     if len(claimed) == 1:
         checked = {claimed[0].pk: socket_read_relay(socket=claimed[0], quick=True)}
-        socket_release_watch(checked=checked)
+        socket_release_watch(checked=checked, claimed_at=claimed_at)
         return {pk: _socket_watch_follow(socket_id=pk) for pk, on in checked.items() if on}
     reads = {_watchers.submit(_in_thread, socket_read_relay, socket=socket, quick=True): socket.pk for socket in claimed}
     checked, follows = {}, {}
@@ -254,7 +255,7 @@ def socket_watch_many(*, socket_ids: list[int]) -> dict[int, str | None]:
             checked[socket_id] = None
         if checked[socket_id]:
             follows[_watchers.submit(_in_thread, _socket_watch_follow, socket_id=socket_id)] = socket_id
-    socket_release_watch(checked=checked)
+    socket_release_watch(checked=checked, claimed_at=claimed_at)
     changes = {}
     for follow, socket_id in follows.items():
         try:
