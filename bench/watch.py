@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("plugs", nargs="?", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time, after a warm-up")
     parser.add_argument("--every", type=float, default=0.5, help="seconds between two hands switching a plug ON")
-    parser.add_argument("--concurrency", type=int, default=8, help="the worker's concurrency (the Procfile's default: 8 threads)")
+    parser.add_argument("--concurrency", type=int, default=8, help="the worker's concurrency (default 8; the Procfile's safety worker runs 16 threads)")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     args = parser.parse_args()
 
@@ -87,7 +87,7 @@ def main() -> None:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(timeout=15)
         report(on_for=on_for)
-        print(f"device requests the plugs answered: {requests / elapsed:.0f}/s; CPU while measured (user + system): the worker's "
+        print(f"device requests the plugs answered (checks, samples, switching OFF): {requests / elapsed:.0f}/s; CPU while measured (user + system): the worker's "
               f"processes {cpu / elapsed:.2f} cores, the simulated plugs and the hands (this process) {own / elapsed:.2f} cores, of {os.cpu_count()}")
 
 

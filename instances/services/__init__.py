@@ -17,7 +17,7 @@ from .holders import (
     instance_stop_unattended,
     instances_stop,
 )
-from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_monitor_many, socket_watch, socket_watch_many
+from .manual import MonitorResult, RelayChange, socket_follow_relay, socket_monitor, socket_monitor_many, socket_watch_many
 
 __all__ = [
     "CallbackFailed",
@@ -42,6 +42,5 @@ __all__ = [
     "socket_follow_relay",
     "socket_monitor",
     "socket_monitor_many",
-    "socket_watch",
     "socket_watch_many",
 ]

@@ -7,7 +7,7 @@ fresh read of the relay.
 """
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 
 from datetime import datetime, timedelta
@@ -194,15 +194,19 @@ def _in_thread(function, /, **kwargs):
 READ_THREADS, WAIT_THREADS = settings.SMARTSOCKET_MONITOR_BATCH * 8, settings.SMARTSOCKET_MONITOR_BATCH
 _samplers = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="monitor")
 _waiters = ThreadPoolExecutor(max_workers=WAIT_THREADS, thread_name_prefix="monitor-wait")
-# The must-be-OFF watch's reads and follow-ups (safety work), for every batch a safety worker runs at once.
-WATCH_THREADS = 64
-_watchers = ThreadPoolExecutor(max_workers=WATCH_THREADS, thread_name_prefix="watch")
+# The must-be-OFF watch's (safety work): reads, for every batch a safety worker runs at once; apart, the switching
+# OFF of a relay found ON, so that never queues behind other batches' reads.
+WATCH_READ_THREADS, WATCH_SWITCH_THREADS = 64, 16
+_watch_reads = ThreadPoolExecutor(max_workers=WATCH_READ_THREADS, thread_name_prefix="watch")
+_watch_switches = ThreadPoolExecutor(max_workers=WATCH_SWITCH_THREADS, thread_name_prefix="watch-switch")
+WATCH_FIRST_RELEASE = timedelta(milliseconds=250)  # a batch's reads from live plugs are back long before
 
 
 def socket_monitor_connections_close() -> None:
     """Close the database connection each batch thread keeps open between batches (CONN_MAX_AGE), all at once,
     while no batch runs: for a test database about to be dropped."""
-    for pool, threads in ((_samplers, READ_THREADS), (_waiters, WAIT_THREADS), (_watchers, WATCH_THREADS)):
+    for pool, threads in ((_samplers, READ_THREADS), (_waiters, WAIT_THREADS), (_watch_reads, WATCH_READ_THREADS),
+                          (_watch_switches, WATCH_SWITCH_THREADS)):
         together = threading.Barrier(threads, timeout=10)
 
         def close(_, together=together) -> None:
@@ -226,36 +230,33 @@ def _socket_refresh_failsafe(*, socket: Socket, running: list, remaining: float)
     return socket_rearm_failsafe(socket=socket, force=True)
 
 
-def socket_watch(*, socket_id: int) -> str | None:
-    """The must-be-OFF watch of one socket (socket_watch_many()). Returns the RelayChange acted on, or None (OFF, not
-    due, not answering, claimed elsewhere)."""
-    return socket_watch_many(socket_ids=[socket_id]).get(socket_id)
-
-
 def socket_watch_many(*, socket_ids: list[int]) -> dict[int, str | None]:
     """The must-be-OFF watch of a batch: the due sockets claimed together (socket_claim_watch), each relay read with
-    one cheap query, all at once, each in a thread of its own (a dead plug delays no other); a relay found ON is
-    switched OFF again as soon as its read is back, in a thread of its own (it waits for the socket's lock). The
-    threads are the watch's own: sampling never holds them up. A batch of one runs in this thread. Returns, for
-    each socket found ON, the RelayChange acted on; a failure is logged."""
+    one cheap query, all at once, each in a thread of its own; a relay found ON is switched OFF again in a thread of
+    its own (it waits for the socket's lock) as soon as its read is back, or WATCH_FIRST_RELEASE after the batch
+    began when another read is still out. The sockets read by then are given back then too, so a dead plug holds
+    up no other's next check. The threads are the watch's own: sampling never holds them up. A batch of one runs
+    in this thread. Returns, for each socket found ON, the RelayChange acted on; a failure is logged."""
     claimed_at = timezone.now()
     claimed = socket_claim_watch(socket_ids=socket_ids)
+    if not claimed:
+        return {}
+    lease = claimed[0].watch_next_at
     if len(claimed) == 1:
-        checked = {claimed[0].pk: socket_read_relay(socket=claimed[0], quick=True)}
-        socket_release_watch(checked=checked, claimed_at=claimed_at)
+        checked = {claimed[0].pk: _socket_watch_read(socket=claimed[0])}
+        socket_release_watch(checked=checked, claimed_at=claimed_at, lease=lease)
         return {pk: _socket_watch_follow(socket_id=pk) for pk, on in checked.items() if on}
-    reads = {_watchers.submit(_in_thread, socket_read_relay, socket=socket, quick=True): socket.pk for socket in claimed}
-    checked, follows = {}, {}
-    for read in as_completed(reads):
-        socket_id = reads[read]
-        try:
+    reads = {_watch_reads.submit(_in_thread, _socket_watch_read, socket=socket): socket.pk for socket in claimed}
+    follows = {}
+    first, late = wait(reads, timeout=WATCH_FIRST_RELEASE.total_seconds())
+    for group in (first, as_completed(late)):
+        checked = {}
+        for read in group:
+            socket_id = reads[read]
             checked[socket_id] = read.result()
-        except Exception:
-            logger.exception("watch: socket id %s failed", socket_id)
-            checked[socket_id] = None
-        if checked[socket_id]:
-            follows[_watchers.submit(_in_thread, _socket_watch_follow, socket_id=socket_id)] = socket_id
-    socket_release_watch(checked=checked, claimed_at=claimed_at)
+            if checked[socket_id]:
+                follows[_watch_switches.submit(_in_thread, _socket_watch_follow, socket_id=socket_id)] = socket_id
+        socket_release_watch(checked=checked, claimed_at=claimed_at, lease=lease)
     changes = {}
     for follow, socket_id in follows.items():
         try:
@@ -263,6 +264,15 @@ def socket_watch_many(*, socket_ids: list[int]) -> dict[int, str | None]:
         except Exception:
             logger.exception("watch: socket id %s failed", socket_id)
     return changes
+
+
+def _socket_watch_read(*, socket: Socket) -> bool | None:
+    """The watch's relay query (socket_read_relay, quick); None when the device did not answer, or the read failed."""
+    try:
+        return socket_read_relay(socket=socket, quick=True)
+    except Exception:
+        logger.exception("watch: reading %s failed", socket.name)
+        return None
 
 
 def _socket_watch_follow(*, socket_id: int) -> str | None:

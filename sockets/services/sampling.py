@@ -233,16 +233,17 @@ def socket_claim_watch(*, socket_ids: list[int]) -> list[Socket]:
         return list(Socket.objects.filter(pk__in=socket_ids, watch_next_at=lease))
 
 
-def socket_release_watch(*, checked: dict[int, bool | None], claimed_at: datetime) -> None:
+def socket_release_watch(*, checked: dict[int, bool | None], claimed_at: datetime, lease: datetime) -> None:
     """After the checks (socket id → relay, None: no answer) of a batch claimed at `claimed_at`: the next check of a
     relay that answered is due half an interval after the claim, so the next beat tick (which sets the pace) brings
     it again even when its batch ran up to half an interval behind that tick — due after the read instead, a batch
     running late skipped a tick and checked its sockets every 2 s, too late for the 2 s rule; of one that did not
-    answer, 2 s after the check at the least (reconcile handles an offline plug)."""
+    answer, 2 s after the check at the least (reconcile handles an offline plug). `lease`: the claim's; a socket whose
+    lease lapsed and was taken by another worker meanwhile is left to that worker."""
     interval = timedelta(seconds=settings.SMARTSOCKET_OFF_WATCH_INTERVAL)
     for answered, due in ((True, claimed_at + interval / 2), (False, timezone.now() + max(interval, timedelta(seconds=2)))):
         ids = [pk for pk, on in checked.items() if (on is not None) == answered]
         if ids:
-            Socket.objects.filter(pk__in=ids).update(watch_next_at=due)
+            Socket.objects.filter(pk__in=ids, watch_next_at=lease).update(watch_next_at=due)
 
 
