@@ -65,14 +65,7 @@ def main() -> None:
         Socket.objects.update(next_sample_at=timezone.now())  # all due at once: the hardest start
         database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite (embedded default)"
         broker = "Redis" if env.get("REDIS_URL") else "the embedded broker"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "smartsocket_site", "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),
-             "--queues", "celery,celery-safety", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "smartsocket_site", "beat", "--loglevel", "WARNING",
-                                 "--schedule", f"{var}/beat-schedule"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        worker, beat = worker_and_beat(env=env, var=var, pool=args.pool, concurrency=args.concurrency)
         try:
             print(f"one worker ({args.pool}, concurrency {args.concurrency}) and beat on {database} with {broker}; "
                   f"every plug sampled every {INTERVAL:g} s; warm-up {WARM_UP * INTERVAL:g} s, then {args.seconds:g} s measured ...", flush=True)
@@ -82,18 +75,36 @@ def main() -> None:
             until, cpu, own = timezone.now(), cpu_seconds(worker.pid) - cpu, cpu_seconds(os.getpid()) - own
             time.sleep(LATE.total_seconds())  # a sample due just before the end may still come on time
         finally:
-            for process in (beat, worker):
-                os.killpg(process.pid, signal.SIGTERM)
-            for process in (beat, worker):
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=15)
+            stop(beat, worker)
         report(since=since, until=until, socket_ids=list(Socket.objects.filter(name__startswith="fleet-").values_list("pk", flat=True)),
                samples=EnergySample.objects.filter(socket__name__startswith="fleet-"))
         print(f"CPU while measured (user + system): the worker's processes {cpu / args.seconds:.2f} cores, "
               f"the simulated plugs (this process) {own / args.seconds:.2f} cores, of {os.cpu_count()}")
+
+
+def worker_and_beat(*, env: dict, var: str, pool: str, concurrency: int) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """One Celery worker serving both queues (sampling and the safety lane), and beat, quiet, each in a session of its own."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "smartsocket_site", "worker", "--pool", pool, "--concurrency", str(concurrency),
+         "--queues", "celery,celery-safety", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "smartsocket_site", "beat", "--loglevel", "WARNING",
+                             "--schedule", f"{var}/beat-schedule"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return worker, beat
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM to each process group; SIGKILL to one that has not stopped within 15 s (a prefork pool left behind)."""
+    for process in processes:
+        os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -10,16 +10,14 @@ database must exist). Runs on 127.0.0.1 only and stops everything it started.
 import argparse
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from monitoring import cpu_seconds
+from monitoring import cpu_seconds, stop, worker_and_beat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,14 +58,7 @@ def main() -> None:
             socket_update(socket_id=socket.pk, address=address) if socket else socket_create(name=name, address=address)
         database = "PostgreSQL" if env.get("DATABASE_URL", "").startswith("postgres") else "SQLite (embedded default)"
         broker = "Redis" if env.get("REDIS_URL") else "the embedded broker"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "smartsocket_site", "worker", "--pool", args.pool, "--concurrency", str(args.concurrency),
-             "--queues", "celery,celery-safety", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "smartsocket_site", "beat", "--loglevel", "WARNING",
-                                 "--schedule", f"{var}/beat-schedule"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        worker, beat = worker_and_beat(env=env, var=var, pool=args.pool, concurrency=args.concurrency)
         try:
             print(f"one worker ({args.pool}, concurrency {args.concurrency}) and beat on {database} with {broker}; warm-up {WARM_UP:g} s, "
                   f"then a hand switches a plug ON every {args.every:g} s for {args.seconds:g} s ...", flush=True)
@@ -78,14 +69,7 @@ def main() -> None:
             elapsed, cpu, own = time.monotonic() - began, cpu_seconds(worker.pid) - cpu, cpu_seconds(os.getpid()) - own
             requests = sum(len(plug.commands) for plug in fleet.values()) - requests_before
         finally:
-            for process in (beat, worker):
-                os.killpg(process.pid, signal.SIGTERM)
-            for process in (beat, worker):
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=15)
+            stop(beat, worker)
         report(on_for=on_for)
         print(f"device requests the plugs answered (checks, samples, switching OFF): {requests / elapsed:.0f}/s; CPU while measured (user + system): the worker's "
               f"processes {cpu / elapsed:.2f} cores, the simulated plugs and the hands (this process) {own / elapsed:.2f} cores, of {os.cpu_count()}")

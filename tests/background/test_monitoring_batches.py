@@ -65,6 +65,39 @@ def test_a_tick_queues_a_socket_due_before_the_next_tick_with_its_due_time(fleet
     assert due == [(fleet_sockets[2].pk, soon)], "sent to run when it is due, not a tick late"
 
 
+class StartUnderWay:
+    """A start or stop under way: another connection holds the socket's row lock until `release` is set (or `hold`
+    seconds pass); `released` gets the time it let go. begin() waits until the lock is held; as a context manager,
+    the lock is held for the block."""
+
+    def __init__(self, socket: Socket, *, no_key: bool = False, hold: float = 10.0):
+        self.socket, self.no_key, self.hold = socket, no_key, hold
+        self.locked, self.release, self.released = threading.Event(), threading.Event(), []
+        self.thread = threading.Thread(target=self._hold)
+
+    def _hold(self) -> None:
+        try:
+            with transaction.atomic():
+                Socket.objects.select_for_update(no_key=self.no_key).get(pk=self.socket.pk)
+                self.locked.set()
+                self.release.wait(self.hold)
+                self.released.append(timezone.now())
+        finally:
+            connection.close()
+
+    def begin(self) -> None:
+        self.thread.start()
+        assert self.locked.wait(5)
+
+    def __enter__(self) -> "StartUnderWay":
+        self.begin()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.thread.join(self.hold)
+
+
 @pytest.fixture
 def batch_threads():
     """The batch threads' database connections are closed after the test, so the test database can be dropped."""
@@ -121,27 +154,15 @@ def test_a_socket_locked_at_the_batch_claim_is_still_sampled_without_holding_up_
     """A start or stop under way holds the socket's row lock; the batch skips it at the claim and claims it in its
     own thread, which waits for the lock as a single socket's monitoring does."""
     busy = fleet_sockets[2]
-    locked, release = threading.Event(), threading.Event()
-
-    def start_under_way():
-        try:
-            with transaction.atomic():
-                Socket.objects.select_for_update().get(pk=busy.pk)
-                locked.set()
-                release.wait(5)
-        finally:
-            connection.close()
-
+    start = StartUnderWay(busy, hold=5)
     now = timezone.now()
     fleet_due(now)
     due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
-    holder = threading.Thread(target=start_under_way)
-    holder.start()
-    assert locked.wait(5)
-    threading.Timer(1.0, release.set).start()
+    start.begin()
+    threading.Timer(1.0, start.release.set).start()
     began = timezone.now()
     sampled = monitor_socket_batch([pk for pk, _ in due], lease.isoformat())
-    holder.join(5)
+    start.thread.join(5)
     assert sampled == 4, "the locked socket too, once its lock was free"
     busy_sample = EnergySample.objects.get(socket=busy)
     assert (busy_sample.taken_at - began).total_seconds() >= 0.9, "it waited for the start under way"
@@ -162,27 +183,14 @@ def test_a_socket_locked_while_its_plug_is_read_is_stored_once_free_without_hold
     busy = fleet_sockets[2]
     for n, plug in fleet.plugs.items():
         plug.latency = 0.0 if n == "3" else 0.3  # the busy one is read first, while the others still answer
-    locked, release, released = threading.Event(), threading.Event(), []
-
-    def start_under_way():
-        try:
-            with transaction.atomic():
-                Socket.objects.select_for_update(no_key=True).get(pk=busy.pk)
-                locked.set()
-                release.wait(10)
-                released.append(timezone.now())
-        finally:
-            connection.close()
-
-    starter = threading.Thread(target=start_under_way)
+    start = StartUnderWay(busy, no_key=True)
     look = manual._socket_look
 
     def look_then_a_start_arrives(*, socket):
         observation = look(socket=socket)
         if socket.pk == busy.pk:  # claimed and read: now a start takes the lock before the sample is stored
-            starter.start()
-            assert locked.wait(5)
-            threading.Timer(1.5, release.set).start()
+            start.begin()
+            threading.Timer(1.5, start.release.set).start()
         return observation
 
     monkeypatch.setattr(manual, "_socket_look", look_then_a_start_arrives)
@@ -190,7 +198,8 @@ def test_a_socket_locked_while_its_plug_is_read_is_stored_once_free_without_hold
     fleet_due(now)
     due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
     assert monitor_socket_batch([pk for pk, _ in due], lease.isoformat()) == 4
-    starter.join(10)
+    start.thread.join(10)
+    released = start.released
     assert released, "the start under way held the lock and let go"
     for socket in fleet_sockets:
         socket.refresh_from_db()
@@ -233,29 +242,12 @@ def test_a_tick_does_not_wait_for_a_socket_locked_by_a_start_under_way(fleet_soc
     if connection.vendor != "postgresql":
         pytest.skip("row locks are PostgreSQL's")
     busy = fleet_sockets[1]
-    locked, release = threading.Event(), threading.Event()
-
-    def start_under_way():
-        try:
-            with transaction.atomic():
-                Socket.objects.select_for_update().get(pk=busy.pk)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
     now = timezone.now()
     fleet_due(now)
-    holder = threading.Thread(target=start_under_way)
-    holder.start()
-    try:
-        assert locked.wait(5)
+    with StartUnderWay(busy):
         began = time.monotonic()
         due, lease = socket_queue_monitoring(now=now, ahead=timedelta(seconds=1), queued_for=timedelta(seconds=5))
         waited = time.monotonic() - began
-    finally:
-        release.set()
-        holder.join(10)
     assert waited < 1.0, f"the tick waited {waited:.1f} s for the start under way"
     assert sorted(pk for pk, _ in due) == sorted(socket.pk for socket in fleet_sockets if socket.pk != busy.pk)
     busy.refresh_from_db()
@@ -325,27 +317,9 @@ def test_the_watch_skips_a_socket_locked_by_a_start_under_way(fleet, fleet_socke
     """A socket whose row a start or stop holds (it is being switched) is not waited for; the others are checked."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks are PostgreSQL's")
-    busy = fleet_sockets[0]
-    locked, release = threading.Event(), threading.Event()
-
-    def start_under_way():
-        try:
-            with transaction.atomic():
-                Socket.objects.select_for_update().get(pk=busy.pk)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=start_under_way)
-    holder.start()
-    try:
-        assert locked.wait(5)
+    with StartUnderWay(fleet_sockets[0]):
         began = time.monotonic()
         socket_watch_many(socket_ids=[socket.pk for socket in fleet_sockets])
         waited = time.monotonic() - began
-    finally:
-        release.set()
-        holder.join(10)
     assert waited < 1.0, f"the watch waited {waited:.1f} s for the start under way"
     assert fleet.plugs["1"].commands == [] and all(fleet.plugs[n].commands == ["Power"] for n in "234")
